@@ -1,0 +1,278 @@
+"""Load a PaddleClas-shaped YAML config, apply `-o Key.sub=value` overrides and validate it.
+
+Rules for overrides (also in the README):
+- A path walks mappings by key and lists by index (`transform_ops.1.ResizeImage.size`); a list of
+  one-key mappings (`- ResizeImage: {...}`) may also be addressed by that key (`transform_ops.ResizeImage.size`).
+- The value is parsed with `yaml.safe_load`, so `1e-4`, `[448, 448]`, `true` and `null` mean the same
+  as in the file; nothing is ever evaluated as code.
+- A path must exist, with two exceptions: a keyword may be added to a component (a mapping with a
+  `name` key, or the keyword mapping of a `- Op: {...}` list entry), where the registry later checks
+  it against the constructor; and a whole section named in SECTIONS may be added (`-o EMA={}`).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from ppq2l.errors import ConfigError
+from ppq2l.registry import closest
+
+SECTIONS = ("Global", "Arch", "Loss", "Metric", "Optimizer", "DataLoader", "Infer", "EMA", "AMP")
+REQUIRED_SECTIONS = ("Global", "Arch")
+
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "output_dir": "./output",
+    "device": "auto",
+    "seed": 42,
+    "epochs": 1,
+    "print_batch_step": 10,
+    "save_interval": 0,  # > 0: also keep epoch_N.pth every N epochs
+    "eval_during_train": True,
+    "eval_interval": 1,
+    "pretrained_model": None,
+    "checkpoints": None,
+    "image_shape": [3, 224, 224],
+    "save_inference_dir": "./inference",
+    "early_stop_patience": 0,
+    "clip_grad_norm": None,
+    "channels_last": False,
+    "deterministic": False,
+    "num_threads": None,
+}
+EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
+AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
+                                "use_dynamic_loss_scaling": True}
+INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path")
+SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS}
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """safe_load plus YAML 1.2 floats: `1e-4` is a number, not the string PyYAML makes of it."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+
+                  |[-+]?(?:[0-9][0-9_]*)\.[0-9_]*
+                  |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text the one way the project does, in files and in overrides alike."""
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds plain data only
+
+
+def _hint(key: str, valid: Sequence[str]) -> str:
+    near = closest(str(key), valid)
+    hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    return f"{hint} Valid keys: {', '.join(map(str, valid)) or '(none)'}"
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Read a YAML file with safe_load; a missing file or a syntax error is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return parse_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `Key.sub.0=value` into its path and its YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like Key.sub=value")
+    path = key.strip().split(".")
+    if any(part == "" for part in path):
+        raise ConfigError(f"override {text!r} has an empty key in {key!r}")
+    try:
+        value = parse_yaml(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML: {error}") from None
+    return path, value
+
+
+def _list_index(node: list, part: str, where: str) -> int:
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if not -len(node) <= index < len(node):
+            raise ConfigError(f"{where}: index {index} is out of range; the list has {len(node)} "
+                              f"entries (0..{len(node) - 1})")
+        return index % len(node)
+    names = [next(iter(item)) for item in node if isinstance(item, dict) and len(item) == 1]
+    matches = [i for i, item in enumerate(node)
+               if isinstance(item, dict) and len(item) == 1 and part in item]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"{where}: {part!r} appears {len(matches)} times in the list; "
+                          f"use its index ({', '.join(map(str, matches))})")
+    raise ConfigError(f"{where}: {part!r} is neither an index (0..{len(node) - 1}) nor an entry "
+                      f"of this list.{_hint(part, names)}")
+
+
+def _is_op_entry(node: Any, parent: Any) -> bool:
+    """Whether `node` is a `- Op: {...}` entry: a one-key mapping inside a list."""
+    return isinstance(node, dict) and len(node) == 1 and isinstance(parent, list)
+
+
+def apply_override(config: dict, text: str) -> None:
+    """Apply one `Key.sub=value` override to `config` in place (rules in the module docstring)."""
+    path, value = parse_override(text)
+    if path[0] not in config:
+        if len(path) == 1 and path[0] in SECTIONS:
+            config[path[0]] = value
+            return
+        present = [key for key in SECTIONS if key in config]
+        raise ConfigError(f"override {text!r}: no section {path[0]!r} in the config."
+                          f"{_hint(path[0], present)}")
+    trail: list[Any] = [None, config]  # containers from the root down to the current node
+    for depth, part in enumerate(path[:-1]):
+        node, where = trail[-1], ".".join(path[:depth + 1])
+        if isinstance(node, list):
+            child = node[_list_index(node, part, where)]
+            if not part.lstrip("-").isdigit():  # addressed by its op name: go to the keywords
+                trail.append(child)
+                if child[part] is None:
+                    child[part] = {}
+                child = child[part]
+        elif isinstance(node, dict):
+            if part not in node:
+                raise ConfigError(f"override {text!r}: {where!r} does not exist."
+                                  f"{_hint(part, list(node))}")
+            child = node[part]
+            if child is None and _is_op_entry(node, trail[-2]):
+                child = node[part] = {}  # `- ToCHWImage:` has no keywords yet
+        else:
+            raise ConfigError(f"override {text!r}: {'.'.join(path[:depth])!r} is a value "
+                              f"({node!r}), not a mapping or a list")
+        trail.append(child)
+    node, last, where = trail[-1], path[-1], ".".join(path)
+    if isinstance(node, list):
+        index = _list_index(node, last, where)
+        if last.lstrip("-").isdigit():
+            node[index] = value
+        else:
+            node[index][last] = value
+    elif isinstance(node, dict):
+        adds_keyword = "name" in node or _is_op_entry(trail[-2], trail[-3] if len(trail) > 2 else None)
+        if last not in node and not adds_keyword:
+            raise ConfigError(f"override {text!r}: {where!r} does not exist.{_hint(last, list(node))}")
+        node[last] = value
+    else:
+        raise ConfigError(f"override {text!r}: {'.'.join(path[:-1])!r} is a value ({node!r}), "
+                          f"not a mapping or a list")
+
+
+def _fill_defaults(config: dict) -> None:
+    for section, defaults in SECTION_DEFAULTS.items():
+        if section == "Global" or section in config:
+            if config.get(section) is None:
+                config[section] = {}
+            for key, value in defaults.items():
+                config[section].setdefault(key, copy.deepcopy(value))
+
+
+def _check_type(where: str, value: Any, default: Any) -> None:
+    if default is None or value is None:
+        return
+    expected: tuple[type, ...]
+    if isinstance(default, bool):
+        expected = (bool,)
+    elif isinstance(default, int):
+        expected = (int,)
+    elif isinstance(default, float):
+        expected = (int, float)
+    else:
+        expected = (type(default),)
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        raise ConfigError(f"{where} must be {' or '.join(t.__name__ for t in expected)}, "
+                          f"got {value!r}")
+
+
+def validate_config(config: dict) -> None:
+    """Check section names, the keys and value types of Global/EMA/AMP, and the Infer keys."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(config).__name__}")
+    for section in config:
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section {section!r}.{_hint(section, SECTIONS)}")
+    for section in REQUIRED_SECTIONS:
+        if not isinstance(config.get(section), dict):
+            raise ConfigError(f"the config needs a {section!r} section (a mapping)")
+    for section, defaults in SECTION_DEFAULTS.items():
+        if section not in config:
+            continue
+        if not isinstance(config[section], dict):
+            raise ConfigError(f"section {section!r} must be a mapping, got {config[section]!r}")
+        for key, value in config[section].items():
+            if key not in defaults:
+                raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, list(defaults))}")
+            _check_type(f"{section}.{key}", value, defaults[key])
+    if config.get("AMP") and config["AMP"]["dtype"] not in ("float16", "bfloat16"):
+        raise ConfigError(f"AMP.dtype must be 'float16' or 'bfloat16', got {config['AMP']['dtype']!r}")
+    if config.get("EMA"):
+        decay = config["EMA"]["decay"]
+        if not 0.0 < decay < 1.0:
+            raise ConfigError(f"EMA.decay must be in (0, 1), got {decay!r}")
+    for key in (config.get("Infer") or {}):
+        if key not in INFER_KEYS:
+            raise ConfigError(f"Infer.{key}: unknown key.{_hint(key, INFER_KEYS)}")
+
+
+def get_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
+    """Load `path`, fill defaults, apply overrides in order and validate the result."""
+    config = read_yaml(path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    validate_config_sections_only(config, path)
+    _fill_defaults(config)
+    for text in overrides:
+        apply_override(config, text)
+    _fill_defaults(config)  # a section added by an override gets its defaults too
+    validate_config(config)
+    return config
+
+
+def validate_config_sections_only(config: dict, path: str | os.PathLike) -> None:
+    """Reject unknown top-level sections before anything else, naming the file."""
+    for section in config:
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section {section!r}.{_hint(section, SECTIONS)}")
+
+
+def config_to_yaml(config: dict) -> str:
+    """The config as YAML text, in the order its sections were written."""
+    stream = io.StringIO()
+    yaml.safe_dump(config, stream, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    return stream.getvalue()
+
+
+def save_config(config: dict, path: str | os.PathLike) -> None:
+    """Write the resolved config next to a run's outputs (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(config_to_yaml(config), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def parse_args(argv: Sequence[str] | None = None, description: str = "") -> argparse.Namespace:
+    """The command line every tool shares: `-c CONFIG.yaml` and repeatable `-o Key.sub=value`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-c", "--config", required=True, help="path to the YAML config")
+    parser.add_argument("-o", "--override", action="append", default=[],
+                        metavar="Key.sub=value", help="override a config value (repeatable)")
+    return parser.parse_args(argv)

@@ -1,0 +1,97 @@
+"""Checkpoints: atomic writes, safe reads (`weights_only=True`), and loading weights into a model
+with a report of every key that does not fit."""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ppq2l.errors import CheckpointError
+
+MODEL_KEYS = ("model", "state_dict")  # where a checkpoint may keep the weights
+_SHOWN = 10  # how many offending keys an error lists before summarising
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write `state` to `path` through a temporary file and a rename, so a crash mid-write leaves
+    the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with temporary.open("wb") as handle:
+            torch.save(dict(state), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU with `weights_only=True`; any failure names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: it is truncated, corrupt or not a "
+                              f"torch file ({type(error).__name__}: {str(error)[:300]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, expected a dict of weights")
+    return state
+
+
+def extract_state_dict(state: Mapping[str, Any], path: str | os.PathLike = "") -> dict[str, torch.Tensor]:
+    """The weights in a checkpoint dict: under `model`/`state_dict`, or the dict itself."""
+    for key in MODEL_KEYS:
+        if isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
+    weights = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+    if not weights:
+        raise CheckpointError(f"{path or 'checkpoint'} contains no tensors "
+                              f"(top-level keys: {', '.join(map(str, list(state)[:_SHOWN]))})")
+    return weights
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > _SHOWN else shown
+
+
+def check_state_dict(model: nn.Module, weights: Mapping[str, torch.Tensor],
+                     source: str = "checkpoint") -> None:
+    """Raise a CheckpointError naming missing, unexpected and wrongly shaped keys."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    mismatched = [f"{key} {tuple(weights[key].shape)} vs model {tuple(expected[key].shape)}"
+                  for key in expected if key in weights and weights[key].shape != expected[key].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listed(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {_listed(mismatched)}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit the model built from the config (check "
+                              f"Arch, e.g. class_num and backbone):\n  " + "\n  ".join(problems))
+
+
+def load_model_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Load the weights in `path` into `model` strictly; returns the whole checkpoint dict."""
+    state = load_checkpoint(path)
+    weights = extract_state_dict(state, path)
+    check_state_dict(model, weights, source=str(path))
+    model.load_state_dict(weights)
+    return state

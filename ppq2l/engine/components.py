@@ -1,0 +1,109 @@
+"""What every run sets up from the config before it trains, evaluates or exports: the output
+folder and log, seeding, the device and precision, and the model with its weights."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ppq2l.arch import build_model
+from ppq2l.config import config_to_yaml, save_config
+from ppq2l.engine.checkpoint import load_model_weights
+from ppq2l.engine.runtime import Precision, configure_threads, resolve_device, seed_everything
+from ppq2l.errors import ConfigError
+from ppq2l.utils.logger import log_to_file
+
+
+@dataclass
+class RunContext:
+    """The resolved surroundings of one run."""
+
+    config: dict
+    device: torch.device
+    precision: Precision
+    output_dir: Path
+    logger: logging.Logger
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether models and inputs use the channels-last memory layout."""
+        return bool(self.config["Global"]["channels_last"])
+
+    @property
+    def class_num(self) -> int:
+        """Number of classes the model predicts."""
+        return int(self.config["Arch"]["class_num"])
+
+
+def start_run(config: dict, log_name: str) -> RunContext:
+    """Create the output folder and log file, print and save the config, seed and pick a device."""
+    settings = config["Global"]
+    output_dir = Path(settings["output_dir"])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    logger = log_to_file(output_dir / log_name)
+    logger.info("config:\n%s", config_to_yaml(config).rstrip())
+    save_config(config, output_dir / "config.yaml")
+    configure_threads(settings["num_threads"])
+    seed_everything(int(settings["seed"]), bool(settings["deterministic"]))
+    device = resolve_device(str(settings["device"]))
+    precision = Precision(config.get("AMP"), device)
+    logger.info("device %s, precision %s, output %s", device, precision.describe(), output_dir)
+    return RunContext(config, device, precision, output_dir, logger)
+
+
+def require_section(config: dict, dotted: str) -> Any:
+    """The config value at `dotted` (e.g. `DataLoader.Eval`), or a ConfigError saying it is needed."""
+    node: Any = config
+    for depth, part in enumerate(dotted.split(".")):
+        if not isinstance(node, dict) or node.get(part) is None:
+            have = ", ".join(node) if isinstance(node, dict) else "nothing"
+            where = ".".join(dotted.split(".")[:depth]) or "the config"
+            raise ConfigError(f"this command needs {dotted} in the config; {where} has: {have}")
+        node = node[part]
+    return node
+
+
+def build_model_for_run(context: RunContext, weights: str | os.PathLike | None = None) -> nn.Module:
+    """Build the Arch model on the run's device, loading `weights` (a checkpoint) when given."""
+    model = build_model(context.config["Arch"])
+    if weights:
+        load_model_weights(model, weights)
+        context.logger.info("loaded weights from %s", weights)
+    model.to(context.device)
+    if context.channels_last:
+        model.to(memory_format=torch.channels_last)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    context.logger.info("model %s: %.2fM parameters", context.config["Arch"]["name"], parameters / 1e6)
+    return model
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/inf (no JSON equivalent) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write `data` as JSON through a temporary file and a rename."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(json_safe(data), indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one record as a JSON line."""
+    with Path(path).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(json_safe(record)) + "\n")

@@ -1,0 +1,34 @@
+"""The project's logger: one `ppq2l` logger printing to the console and, when asked, to a file."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+LOGGER_NAME = "ppq2l"
+_FORMAT = "[%(asctime)s] %(levelname)s %(message)s"
+
+
+def get_logger() -> logging.Logger:
+    """The `ppq2l` logger, with a console handler attached once."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(getattr(handler, "_ppq2l_console", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
+        handler._ppq2l_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+def log_to_file(path: str | Path) -> logging.Logger:
+    """Also append the `ppq2l` log to `path` (one file handler per path)."""
+    logger = get_logger()
+    path = Path(path).resolve()
+    if not any(getattr(handler, "baseFilename", None) == str(path) for handler in logger.handlers):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+    return logger
