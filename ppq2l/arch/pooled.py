@@ -1,0 +1,28 @@
+"""The pooled baseline (as in ASL): global average pooling of the backbone's feature map and one
+linear layer with an output per class."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ppq2l.arch.backbone import build_backbone
+from ppq2l.arch.query2label import require_int, require_probability
+from ppq2l.registry import ARCHS
+
+
+@ARCHS.register
+class PooledClassifier(nn.Module):
+    """Backbone -> global average pool -> dropout -> Linear(num_channels, class_num)."""
+
+    def __init__(self, class_num: int, backbone: dict, dropout: float = 0.0) -> None:
+        super().__init__()
+        require_int("Arch.class_num", class_num, minimum=1)
+        require_probability("Arch.dropout", dropout)
+        self.class_num = class_num
+        self.backbone = build_backbone(backbone, where="Arch.backbone")
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(int(self.backbone.num_channels), class_num)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits [B, class_num] for images [B, 3, H, W]."""
+        pooled = self.backbone(images).mean(dim=(2, 3))
+        return self.fc(self.dropout(pooled))

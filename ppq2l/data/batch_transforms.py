@@ -1,0 +1,84 @@
+"""Ops applied to a whole collated batch `(images [B, 3, H, W], targets [B, C])`, such as CutMix,
+built from `batch_transform_ops: [- CutMix: {alpha: 1.0, prob: 0.5}]`."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ppq2l.data.transforms import build_registered_ops
+from ppq2l.errors import ConfigError
+from ppq2l.registry import BATCH_TRANSFORMS
+
+ENTRY_SHAPE = "a one-key mapping such as `- CutMix: {alpha: 1.0, prob: 0.5}`"
+LABEL_MODES = ("mix", "union")
+
+
+def cutmix_box(height: int, width: int, lam: float,
+               rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A box (top, bottom, left, right) of area about (1 - lam) * H * W at a random centre,
+    clipped to the image (so its real area may be smaller)."""
+    cut_ratio = float(np.sqrt(1.0 - lam))
+    cut_height, cut_width = int(height * cut_ratio), int(width * cut_ratio)
+    center_y, center_x = int(rng.integers(height)), int(rng.integers(width))
+    top, bottom = np.clip([center_y - cut_height // 2, center_y + cut_height // 2], 0, height)
+    left, right = np.clip([center_x - cut_width // 2, center_x + cut_width // 2], 0, width)
+    return int(top), int(bottom), int(left), int(right)
+
+
+@BATCH_TRANSFORMS.register
+class CutMix:
+    """With probability `prob`, paste a box from a shuffled copy of the batch into each image.
+    Labels: "mix" weights both label vectors by the pasted area, "union" keeps every label of both."""
+
+    def __init__(self, alpha: float = 1.0, prob: float = 0.5, label_mode: str = "mix") -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+            raise ConfigError(f"alpha (of the Beta distribution) must be a positive number, got {alpha!r}")
+        if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
+            raise ConfigError(f"prob must be a number in [0, 1], got {prob!r}")
+        if label_mode not in LABEL_MODES:
+            raise ConfigError(f"label_mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
+        self.alpha, self.prob, self.label_mode = float(alpha), float(prob), label_mode
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor,
+                 rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = rng if rng is not None else np.random.default_rng()
+        if rng.random() >= self.prob or images.shape[0] < 2:
+            return images, targets
+        height, width = images.shape[-2:]
+        lam = float(rng.beta(self.alpha, self.alpha))
+        order = torch.from_numpy(rng.permutation(images.shape[0]))
+        top, bottom, left, right = cutmix_box(height, width, lam, rng)
+        pasted_area = (bottom - top) * (right - left)
+        if pasted_area == 0:
+            return images, targets
+        mixed = images.clone()
+        mixed[..., top:bottom, left:right] = images[order][..., top:bottom, left:right]
+        if self.label_mode == "union":
+            return mixed, torch.maximum(targets, targets[order])
+        # the weight follows the box actually pasted, which clipping may have made smaller
+        kept = 1.0 - pasted_area / float(height * width)
+        return mixed, kept * targets + (1.0 - kept) * targets[order]
+
+
+class BatchCompose:
+    """Applies batch ops in order with one generator: `BatchCompose(ops)(images, targets, rng)`."""
+
+    def __init__(self, ops: Sequence[Any]) -> None:
+        self.ops = list(ops)
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor,
+                 rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = rng if rng is not None else np.random.default_rng()
+        for op in self.ops:
+            images, targets = op(images, targets, rng)
+        return images, targets
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+
+def build_batch_transforms(ops: list[dict] | None, where: str = "batch_transform_ops") -> BatchCompose:
+    """A BatchCompose of the BATCH_TRANSFORMS listed as `[{CutMix: {alpha: 1.0, prob: 0.5}}]`."""
+    return BatchCompose(build_registered_ops(BATCH_TRANSFORMS, ops, where, ENTRY_SHAPE))

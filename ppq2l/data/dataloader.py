@@ -1,0 +1,222 @@
+"""Build a DataLoader from a `DataLoader.Train` / `DataLoader.Eval` config section.
+
+Reproducibility: the sampler draws, from (seed, epoch), both the order of the samples and one seed
+per sample. Each sample's transforms use a numpy Generator made from its own seed, and a batch's
+transforms (CutMix) use one made from the seeds of its samples, so the same seed and epoch give the
+same batches whatever `num_workers` is. `set_epoch(epoch)` picks the epoch (a resumed run repeats
+the epochs it continues); without it, each new pass over the loader moves to the next epoch.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
+from ppq2l.data.list_dataset import as_compose
+from ppq2l.errors import ConfigError, DataError
+from ppq2l.registry import DATASETS, closest
+
+SECTION_KEYS = ("dataset", "sampler", "loader", "batch_transform_ops")
+SAMPLER_KEYS = ("name", "batch_size", "shuffle", "drop_last")
+SAMPLER_NAMES = ("BatchSampler", "DistributedBatchSampler")  # both shard when torch.distributed runs
+LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
+               "use_shared_memory")
+TRAIN_MODE = "Train"
+
+
+def check_keys(mapping: Any, valid: Sequence[str], where: str) -> dict:
+    """`mapping` as a dict whose keys are all in `valid`, or a ConfigError naming the first
+    unknown key path with the valid keys."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(valid)}, got {mapping!r}")
+    for key in mapping:
+        if key not in valid:
+            near = closest(str(key), valid)
+            hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+            raise ConfigError(f"{where}.{key}: unknown key.{hint} Valid keys: {', '.join(valid)}")
+    return dict(mapping)
+
+
+def _option(options: dict, key: str, default: Any, kind: type, where: str, minimum: int | None = None) -> Any:
+    value = options.get(key, default)
+    wrong_type = isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)
+    if wrong_type or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ConfigError(f"{where}.{key} must be {'a bool' if kind is bool else 'an int' + bound}, "
+                          f"got {value!r}")
+    return value
+
+
+class SeededSampler(Sampler):
+    """Yields `(index, sample_seed)` pairs in an order drawn from (seed, epoch); shards the order
+    across `num_replicas` processes (padding by repetition so every process gets as many)."""
+
+    def __init__(self, num_samples: int, shuffle: bool, seed: int,
+                 num_replicas: int | None = None, rank: int | None = None) -> None:
+        distributed = dist.is_available() and dist.is_initialized()
+        self.num_replicas = num_replicas or (dist.get_world_size() if distributed else 1)
+        self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank {self.rank} is outside 0..{self.num_replicas - 1}")
+        self.num_samples, self.shuffle = num_samples, shuffle
+        self.seed = seed & 0xFFFF_FFFF_FFFF_FFFF  # SeedSequence takes non-negative ints
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use `epoch` for the next pass (then count on from it)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.num_replicas)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(self.num_samples) if self.shuffle else np.arange(self.num_samples)
+        seeds = rng.integers(0, 2 ** 63 - 1, size=self.num_samples, dtype=np.int64)
+        total = len(self) * self.num_replicas
+        order, seeds = np.resize(order, total), np.resize(seeds, total)  # cyclic padding
+        for index, seed in zip(order[self.rank::self.num_replicas], seeds[self.rank::self.num_replicas]):
+            yield int(index), int(seed)
+
+
+class SeededSampleDataset(Dataset):
+    """Wraps a dataset with `get(index, rng)` so that `(index, seed)` keys from SeededSampler
+    load `(image, labels, seed)`; other attributes (`labels`, `image_paths`) come from the wrapped one."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, np.ndarray, int]:
+        index, seed = key
+        image, labels = self.dataset.get(index, np.random.default_rng(seed))
+        return image, labels, seed
+
+    def __getattr__(self, name: str) -> Any:
+        # dunder lookups (pickling, DataLoader's __getitems__ probe) must not reach the wrapped set
+        if name.startswith("__") or name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+class BatchCollator:
+    """Stacks `(image, labels, seed)` samples into float32 tensors `(images [B, 3, H, W],
+    targets [B, C])` and applies the batch transforms with a generator seeded by the samples."""
+
+    def __init__(self, batch_transforms: BatchCompose | None, where: str) -> None:
+        self.batch_transforms, self.where = batch_transforms, where
+
+    def check(self, images: Sequence[Any]) -> None:
+        """ConfigError unless every image is a float CHW array of the first image's shape."""
+        first = images[0]
+        for position, image in enumerate(images):
+            ok = (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape == first.shape
+                  and np.issubdtype(image.dtype, np.floating))
+            if not ok:
+                described = (f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray)
+                             else type(image).__name__)
+                raise ConfigError(
+                    f"{self.where}.dataset.transform_ops: samples must come out as float CHW arrays "
+                    f"of one size, but sample 0 is {getattr(first, 'shape', '?')} "
+                    f"{getattr(first, 'dtype', type(first).__name__)} and sample {position} is "
+                    f"{described}; end the list with a fixed-size ResizeImage (or CropImage), "
+                    "NormalizeImage and ToCHWImage")
+
+    def __call__(self, samples: Sequence[tuple[Any, np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels, seeds = zip(*samples)
+        self.check(images)
+        batch = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))
+        targets = torch.from_numpy(np.stack(labels).astype(np.float32, copy=False))
+        if self.batch_transforms:
+            batch, targets = self.batch_transforms(batch, targets, np.random.default_rng(list(seeds)))
+        return batch, targets
+
+
+class SeededDataLoader(DataLoader):
+    """A DataLoader whose `set_epoch(epoch)` makes the epoch's order and augmentation reproducible."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the next pass's order and per-sample seeds from (seed, epoch)."""
+        self.sampler.set_epoch(epoch)
+
+
+def build_dataset(dataset_cfg: Any, class_num: int, where: str) -> Any:
+    """The dataset named in `dataset_cfg`, its transforms built with errors located under `where`."""
+    if not isinstance(dataset_cfg, dict) or "name" not in dataset_cfg:
+        raise ConfigError(f"{where}: expected a mapping with 'name' (one of "
+                          f"{', '.join(DATASETS.names())}) and the dataset's keywords, got {dataset_cfg!r}")
+    kwargs = dict(dataset_cfg)
+    name = kwargs.pop("name")
+    if "class_num" in kwargs:
+        if kwargs.pop("class_num") != class_num:
+            raise ConfigError(f"{where}.class_num is {dataset_cfg['class_num']!r} but the model has "
+                              f"{class_num} classes (Arch.class_num); remove it or make them agree")
+    parameters = inspect.signature(DATASETS.get(name, f"{where}.name")).parameters.values()
+    missing = [p.name for p in parameters if p.default is inspect.Parameter.empty
+               and p.kind is not p.VAR_KEYWORD and p.kind is not p.VAR_POSITIONAL
+               and p.name not in kwargs and p.name != "class_num"]
+    if missing:
+        raise ConfigError(f"{where}: {name} needs {', '.join(missing)}")
+    if "transform_ops" in kwargs:
+        kwargs["transform_ops"] = as_compose(kwargs["transform_ops"], f"{where}.transform_ops")
+    return DATASETS.build(name, kwargs, where=where, class_num=class_num)
+
+
+def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
+                     use_cuda: bool = False) -> SeededDataLoader:
+    """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets float32
+    [B, C])`; `batch_transform_ops` (Train only) run in the collate function."""
+    where = f"DataLoader.{mode}"
+    section = check_keys(section, SECTION_KEYS, where)
+    if "dataset" not in section:
+        raise ConfigError(f"{where}.dataset is missing: give its name and keywords")
+    if "batch_transform_ops" in section and mode != TRAIN_MODE:
+        raise ConfigError(f"{where}.batch_transform_ops: batch transforms such as CutMix change the "
+                          f"labels, so they only run in {TRAIN_MODE}; remove them from {mode}")
+    sampler_cfg = check_keys(section.get("sampler"), SAMPLER_KEYS, f"{where}.sampler")
+    loader_cfg = check_keys(section.get("loader"), LOADER_KEYS, f"{where}.loader")
+
+    name = sampler_cfg.get("name", SAMPLER_NAMES[0])
+    if name not in SAMPLER_NAMES:
+        raise ConfigError(f"{where}.sampler.name must be one of {', '.join(SAMPLER_NAMES)}, got {name!r}")
+    if "batch_size" not in sampler_cfg:
+        raise ConfigError(f"{where}.sampler.batch_size is missing")
+    batch_size = _option(sampler_cfg, "batch_size", None, int, f"{where}.sampler", minimum=1)
+    shuffle = _option(sampler_cfg, "shuffle", False, bool, f"{where}.sampler")
+    drop_last = _option(sampler_cfg, "drop_last", False, bool, f"{where}.sampler")
+    num_workers = _option(loader_cfg, "num_workers", 0, int, f"{where}.loader", minimum=0)
+    pin_memory = _option(loader_cfg, "pin_memory", False, bool, f"{where}.loader")
+    persistent = _option(loader_cfg, "persistent_workers", False, bool, f"{where}.loader")
+    prefetch_factor = _option(loader_cfg, "prefetch_factor", 2, int, f"{where}.loader", minimum=1)
+    if not _option(loader_cfg, "use_shared_memory", True, bool, f"{where}.loader"):
+        raise ConfigError(f"{where}.loader.use_shared_memory: PyTorch workers always hand batches over "
+                          "in shared memory; remove the key or set it to True")
+
+    dataset = build_dataset(section["dataset"], class_num, f"{where}.dataset")
+    batch_transforms = build_batch_transforms(section.get("batch_transform_ops"),
+                                              f"{where}.batch_transform_ops")
+    sampler = SeededSampler(len(dataset), shuffle, seed)
+    extra: dict[str, Any] = {}
+    if num_workers > 0:  # both options only mean something with worker processes
+        # No worker_init_fn calling cv2.setNumThreads: in a forked worker it can deadlock on the
+        # parent's OpenCV thread-pool state. Workers need no seeding either (see the module doc).
+        extra = {"persistent_workers": persistent, "prefetch_factor": prefetch_factor}
+    loader = SeededDataLoader(
+        SeededSampleDataset(dataset), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+        num_workers=num_workers, collate_fn=BatchCollator(batch_transforms, where),
+        pin_memory=pin_memory and use_cuda,
+        generator=torch.Generator().manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF), **extra)
+    if len(loader) == 0:
+        raise DataError(f"{where}: {len(dataset)} samples make no batch of {batch_size} with "
+                        "drop_last=True; lower sampler.batch_size or set drop_last: False")
+    return loader

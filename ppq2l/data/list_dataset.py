@@ -1,0 +1,131 @@
+"""Multi-label datasets: a common base that loads and transforms one image, and the PaddleClas list
+file format `relative/path.jpg<TAB>0,1,0,...`, validated row by row when the dataset is built."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ppq2l.data.transforms import Compose, build_transforms
+from ppq2l.errors import ConfigError, DataError, Ppq2lError
+from ppq2l.registry import DATASETS
+
+LABEL_VALUES = {"0": 0, "1": 1}
+
+
+def as_compose(transform_ops: list[dict] | Compose | None, where: str = "transform_ops") -> Compose:
+    """A built pipeline as it is, or one built from its config list; an empty pipeline is refused
+    because the model needs at least DecodeImage, NormalizeImage and ToCHWImage."""
+    transforms = transform_ops if isinstance(transform_ops, Compose) else build_transforms(transform_ops, where)
+    if not len(transforms):
+        raise ConfigError(f"{where}: the list is empty; give at least DecodeImage, ResizeImage, "
+                          "NormalizeImage and ToCHWImage")
+    return transforms
+
+
+def check_class_num(class_num: Any) -> int:
+    """`class_num` as a positive int, or a ConfigError."""
+    if isinstance(class_num, bool) or not isinstance(class_num, int) or class_num < 1:
+        raise ConfigError(f"class_num must be a positive int, got {class_num!r}")
+    return class_num
+
+
+class MultiLabelImageDataset(Dataset):
+    """Images with multi-hot labels: `get(index, rng)` reads and transforms one image and returns
+    `(image float32 [3, H, W], labels float32 [C])`. Subclasses only parse their annotation format."""
+
+    def __init__(self, image_paths: Sequence[str], labels: np.ndarray, sources: Sequence[str],
+                 transform_ops: list[dict] | Compose | None) -> None:
+        if not len(image_paths):
+            raise DataError(f"no samples in {sources or 'the annotations'}")
+        self.image_paths = list(image_paths)
+        self.labels = np.asarray(labels, dtype=np.uint8)
+        self.sources = list(sources)  # where each sample is described, for error messages
+        self.transforms = as_compose(transform_ops)
+
+    @property
+    def class_num(self) -> int:
+        """Number of classes C."""
+        return int(self.labels.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def get(self, index: int, rng: np.random.Generator | None = None) -> tuple[Any, np.ndarray]:
+        """Sample `index` transformed with random numbers from `rng`; a missing or broken image is a
+        DataError naming the file and where it is listed (no other sample is substituted)."""
+        path, source = self.image_paths[index], self.sources[index]
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as error:
+            raise DataError(f"cannot read image {path} ({source}): {error.strerror or error}") from error
+        try:
+            image = self.transforms(data, rng)
+        except Ppq2lError as error:
+            raise type(error)(f"image {path} ({source}): {error}") from error
+        return image, self.labels[index].astype(np.float32)
+
+    def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
+        return self.get(index)
+
+
+def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
+                    delimiter: str = "\t") -> tuple[list[str], np.ndarray, list[int]]:
+    """Parse a list file of `path<delimiter>0,1,...` rows into (paths, labels uint8 [N, C],
+    1-based line numbers). Blank lines are skipped; any other malformed row is a DataError."""
+    path = Path(cls_label_path)
+    if not path.is_file():
+        raise DataError(f"cls_label_path {path} does not exist (expected a list file with rows "
+                        f"'relative/path.jpg{delimiter!r}0,1,0,...')")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read list file {path}: {error}") from error
+    paths, rows, numbers = [], [], []
+    for number, line in enumerate(text.split("\n"), start=1):
+        row = line.strip()
+        if not row:
+            continue
+        # split at the last delimiter: paths may contain it (spaces), the labels never do
+        image, found, label_text = row.rpartition(delimiter)
+        where = f"{path}, line {number}"
+        if not found or not image.strip():
+            raise DataError(f"{where}: expected 'image_path{delimiter}labels' separated by "
+                            f"{delimiter!r}, got {row!r}")
+        values = [value.strip() for value in label_text.split(",")]
+        if len(values) != class_num:
+            raise DataError(f"{where}: {len(values)} labels, expected class_num={class_num} "
+                            f"comma-separated 0/1 values; row {row!r}")
+        bad = [value for value in values if value not in LABEL_VALUES]
+        if bad:
+            raise DataError(f"{where}: labels must be 0 or 1, found {bad[0]!r}; row {row!r}")
+        paths.append(image.strip())
+        rows.append([LABEL_VALUES[value] for value in values])
+        numbers.append(number)
+    if not paths:
+        raise DataError(f"list file {path} has no samples")
+    return paths, np.array(rows, dtype=np.uint8), numbers
+
+
+@DATASETS.register
+@DATASETS.register(name="MultiLabelDataset")  # the PaddleClas name
+class MultiLabelListDataset(MultiLabelImageDataset):
+    """Images under `image_root` listed in `cls_label_path` as `relative/path.jpg<TAB>0,1,0,...`
+    with exactly `class_num` labels per row; every row is checked when the dataset is built."""
+
+    def __init__(self, image_root: str | os.PathLike, cls_label_path: str | os.PathLike,
+                 transform_ops: list[dict] | Compose | None, class_num: int,
+                 delimiter: str = "\t") -> None:
+        class_num = check_class_num(class_num)
+        if not isinstance(delimiter, str) or not delimiter or delimiter == ",":
+            raise ConfigError(f"delimiter must be a non-empty string other than ',' (labels are "
+                              f"comma-separated), got {delimiter!r}")
+        relative, labels, numbers = read_label_list(cls_label_path, class_num, delimiter)
+        self.image_root, self.cls_label_path = str(image_root), str(cls_label_path)
+        sources = [f"line {number} of {cls_label_path}" for number in numbers]
+        super().__init__([os.path.join(self.image_root, name) for name in relative], labels, sources,
+                         transform_ops)

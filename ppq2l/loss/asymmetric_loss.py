@@ -1,0 +1,119 @@
+"""Asymmetric loss (ASL, Ridnik et al., ICCV 2021): binary cross-entropy per class with a focal
+weight that may differ for positives and negatives and a probability margin on negatives."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ppq2l.errors import ConfigError
+from ppq2l.registry import LOSSES
+
+REDUCTIONS = ("sum", "mean", "q2l")
+
+
+def check_number(value: object, name: str, where: str) -> float:
+    """Return `value` as a float, or raise a ConfigError naming `name` when it is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    """The dtype a loss is computed in: at least float32, so half-precision inputs cannot
+    underflow `eps` (1e-8 is 0 in float16) and turn the loss into NaN."""
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
+def check_pair(logits: torch.Tensor, targets: torch.Tensor, where: str) -> None:
+    """Raise a ConfigError unless logits and targets are both [batch, classes] of the same shape."""
+    if logits.ndim != 2 or logits.shape != targets.shape:
+        raise ConfigError(
+            f"{where}: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must both be "
+            f"[batch, classes] with the same shape; check that Arch.class_num matches the number of "
+            f"labels per line in the list file")
+
+
+@LOSSES.register
+class AsymmetricLoss(nn.Module):
+    """Asymmetric loss for multi-label logits [B, C] and targets [B, C] in [0, 1], computed in float32.
+
+    With p = sigmoid(x) and, on negatives, p_m = max(p - clip, 0):
+        L = -[ y (1-p)^gamma_pos log(max(p, eps)) + (1-y) p_m^gamma_neg log(max(1-p_m, eps)) ].
+    Targets act as weights, so soft targets (CutMix, label smoothing) mix the two terms. For hard
+    0/1 targets this equals the official ASL and Query2Label losses; for soft targets those mix the
+    focal weights of both terms into one, which is not reproduced here.
+
+    Reductions: "sum" (ASL, ML-Decoder, PaddleClas); "mean" over all B*C elements; "q2l", the
+    official Query2Label scaling `-loss.sum() / B / C * 1000`, i.e. 1000 times "mean".
+    With `disable_torch_grad_focal_loss` the focal weights are constants for autograd (as with
+    `--dtgfl` in the Query2Label recipe); the global grad mode is left untouched.
+    """
+
+    def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
+                 eps: float = 1e-8, disable_torch_grad_focal_loss: bool = True,
+                 reduction: str = "sum") -> None:
+        super().__init__()
+        where = "AsymmetricLoss"
+        self.gamma_pos = check_number(gamma_pos, "gamma_pos", where)
+        self.gamma_neg = check_number(gamma_neg, "gamma_neg", where)
+        self.clip = check_number(clip, "clip", where)
+        self.eps = check_number(eps, "eps", where)
+        if self.gamma_pos < 0 or self.gamma_neg < 0:
+            raise ConfigError(f"{where}: gamma_pos and gamma_neg must be >= 0, got "
+                              f"gamma_pos={gamma_pos}, gamma_neg={gamma_neg}")
+        if not 0.0 <= self.clip < 1.0:
+            raise ConfigError(f"{where}: clip must be in [0, 1) (0 disables the margin), got {clip}")
+        if not 0.0 < self.eps < 1.0:
+            raise ConfigError(f"{where}: eps must be in (0, 1), got {eps}")
+        if not isinstance(disable_torch_grad_focal_loss, bool):
+            raise ConfigError(f"{where}: disable_torch_grad_focal_loss must be true or false, "
+                              f"got {disable_torch_grad_focal_loss!r}")
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"{where}: unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
+        self.disable_torch_grad_focal_loss = disable_torch_grad_focal_loss
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return (f"gamma_pos={self.gamma_pos}, gamma_neg={self.gamma_neg}, clip={self.clip}, "
+                f"eps={self.eps}, disable_torch_grad_focal_loss={self.disable_torch_grad_focal_loss}, "
+                f"reduction={self.reduction!r}")
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Return the reduced loss (a scalar in float32 or wider) for logits and targets [B, C]."""
+        check_pair(logits, targets, "AsymmetricLoss")
+        dtype = compute_dtype(logits)
+        x = logits.to(dtype)
+        y = targets.to(dtype)
+        log_eps = math.log(self.eps)
+
+        # log-sigmoid is exact where 1 - sigmoid(x) would round to 0; clamping the log at log(eps)
+        # is the same as clamping the probability at eps.
+        log_p = F.logsigmoid(x).clamp(min=log_eps)
+        if self.clip > 0:
+            p_neg = (torch.sigmoid(x) - self.clip).clamp(min=0)
+            log_not_p_neg = torch.log((1 - p_neg).clamp(min=self.eps))
+        else:
+            p_neg = torch.sigmoid(x)
+            log_not_p_neg = F.logsigmoid(-x).clamp(min=log_eps)
+
+        positive = y * log_p
+        negative = (1 - y) * log_not_p_neg
+        focal_context = torch.no_grad() if self.disable_torch_grad_focal_loss else contextlib.nullcontext()
+        with focal_context:
+            positive_weight = torch.pow(torch.sigmoid(-x), self.gamma_pos) if self.gamma_pos > 0 else None
+            negative_weight = torch.pow(p_neg, self.gamma_neg) if self.gamma_neg > 0 else None
+        if positive_weight is not None:
+            positive = positive * positive_weight
+        if negative_weight is not None:
+            negative = negative * negative_weight
+
+        total = (positive + negative).sum()
+        if self.reduction == "sum":
+            return -total
+        if self.reduction == "mean":
+            return -total / y.numel()
+        return -total / y.shape[0] / y.shape[1] * 1000

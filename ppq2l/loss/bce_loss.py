@@ -1,0 +1,49 @@
+"""Plain binary cross-entropy on logits, computed in float32 like the asymmetric loss."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ppq2l.errors import ConfigError
+from ppq2l.loss.asymmetric_loss import check_number, check_pair, compute_dtype
+from ppq2l.registry import LOSSES
+
+BCE_REDUCTIONS = ("mean", "sum")
+
+
+@LOSSES.register
+class BCEWithLogitsLoss(nn.Module):
+    """Binary cross-entropy with logits over [B, C]; `pos_weight` (one number or one per class)
+    scales the positive term."""
+
+    def __init__(self, reduction: str = "mean", pos_weight: float | Sequence[float] | None = None) -> None:
+        super().__init__()
+        where = "BCEWithLogitsLoss"
+        if reduction not in BCE_REDUCTIONS:
+            raise ConfigError(f"{where}: unknown reduction {reduction!r}; valid: {', '.join(BCE_REDUCTIONS)}")
+        self.reduction = reduction
+        weights = None
+        if pos_weight is not None:
+            values = pos_weight if isinstance(pos_weight, (list, tuple)) else [pos_weight]
+            numbers = [check_number(value, "pos_weight", where) for value in values]
+            if not numbers or min(numbers) <= 0:
+                raise ConfigError(f"{where}: pos_weight must be a positive number or a non-empty list "
+                                  f"of positive numbers (one per class), got {pos_weight!r}")
+            weights = torch.tensor(numbers, dtype=torch.float32)
+        self.register_buffer("pos_weight", weights, persistent=False)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Return the reduced loss (a scalar in float32 or wider) for logits and targets [B, C]."""
+        check_pair(logits, targets, "BCEWithLogitsLoss")
+        dtype = compute_dtype(logits)
+        pos_weight = self.pos_weight
+        if pos_weight is not None:
+            if pos_weight.numel() not in (1, logits.shape[1]):
+                raise ConfigError(f"BCEWithLogitsLoss: pos_weight has {pos_weight.numel()} values but "
+                                  f"the model predicts {logits.shape[1]} classes; give one value or one per class")
+            pos_weight = pos_weight.to(device=logits.device, dtype=dtype)
+        return F.binary_cross_entropy_with_logits(logits.to(dtype), targets.to(dtype),
+                                                  pos_weight=pos_weight, reduction=self.reduction)

@@ -1,0 +1,216 @@
+"""Multi-label metrics on score and target matrices of shape [N samples, C classes]: per-class
+average precision, mAP, and the threshold and top-k precision/recall/F1 of the Q2L paper tables.
+
+Ties: samples with equal scores for a class form one operating point of the precision-recall
+curve (as in scikit-learn), so no result depends on the order of the samples or on the sort
+algorithm. Every AP mode below is computed from the precision at each positive sample's
+threshold, `#positives scoring >= s / #samples scoring >= s`, for all classes at once.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+AP_MODES = ("integral", "voc", "11point")
+THRESHOLD_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+
+
+def _validated(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return `scores` as a 2-D real array and the targets as a boolean positives mask."""
+    scores, targets = np.asarray(scores), np.asarray(targets)
+    if scores.shape != targets.shape:
+        raise ValueError(f"scores and targets must have the same shape, got scores {scores.shape} "
+                         f"and targets {targets.shape}")
+    if scores.ndim == 1:
+        scores, targets = scores.reshape(-1, 1), targets.reshape(-1, 1)
+    elif scores.ndim != 2:
+        raise ValueError(f"scores and targets must be [N, C] (or [N] for one class), got shape "
+                         f"{scores.shape}")
+    if scores.dtype.kind not in "biuf" or targets.dtype.kind not in "biuf":
+        raise ValueError(f"scores and targets must be real numbers, got dtypes {scores.dtype} and "
+                         f"{targets.dtype}")
+    if scores.dtype.kind == "f":
+        if np.isnan(scores).any():
+            row, column = np.argwhere(np.isnan(scores))[0]
+            raise ValueError(f"scores contain NaN (first at sample {row}, class {column})")
+        if scores.dtype == np.float16:
+            # Widening is exact (ties are kept) and float32 sorts much faster.
+            scores = scores.astype(np.float32)
+    positives = targets != 0
+    if targets.dtype.kind != "b":
+        not_binary = positives & (targets != 1)
+        if not_binary.any():
+            row, column = np.argwhere(not_binary)[0]
+            raise ValueError(f"targets must be 0/1 (multi-hot), found {targets[row, column]!r} at "
+                             f"sample {row}, class {column}")
+    return scores, positives
+
+
+def _count_below(sorted_rows: np.ndarray, row_of: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """For every query, how many entries of its row of `sorted_rows` (each row ascending) are
+    strictly below it: numpy's searchsorted(side='left'), run for many rows at once."""
+    length = sorted_rows.shape[1]
+    flat = sorted_rows.ravel()
+    base = row_of * length
+    # Branch-free binary search: all rows have the same length, so every query halves in step.
+    remaining = length
+    while remaining > 1:
+        half = remaining >> 1
+        base += half * (flat[base + half] < queries)
+        remaining -= half
+    base += flat[base] < queries
+    return base - row_of * length
+
+
+def _precision_at_positives(scores: np.ndarray, positives: np.ndarray,
+                            counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision at every positive's score, `#positives >= s / #samples >= s` of its class.
+
+    Returns (class, slot, precision) per positive, grouped by class and ascending by score within
+    a class (`slot` = position within the class); tied positives share one precision."""
+    num_samples = scores.shape[0]
+    class_of, sample_of = np.nonzero(positives.T)
+    values = scores[sample_of, class_of]
+    columns = scores.T.copy(order="C")
+    columns.sort(axis=1)
+    below = _count_below(columns, class_of, values)
+    # Sorting by (class, samples below) orders each class's positives by score (class_of, already
+    # grouped, stays as it is) and gives tied positives equal keys.
+    order = np.argsort(class_of.astype(np.int64) * (num_samples + 1) + below, kind="stable")
+    below = below[order]
+    index = np.arange(len(order))
+    slot = index - (np.cumsum(counts) - counts)[class_of]
+    new_score = np.ones(len(order), dtype=bool)
+    new_score[1:] = (below[1:] != below[:-1]) | (class_of[1:] != class_of[:-1])
+    # Every positive from the first of its tie group upwards scores >= it.
+    first_tied = slot[np.maximum.accumulate(np.where(new_score, index, 0))]
+    at_or_above = counts[class_of] - first_tied
+    return class_of, slot, at_or_above / (num_samples - below)
+
+
+def average_precision(scores: np.ndarray, targets: np.ndarray, mode: str = "integral") -> np.ndarray:
+    """Per-class average precision, float64 of length C in [0, 1]; NaN for a class without positives.
+
+    `scores`/`targets` are [N, C] (or [N] for one class); targets are 0/1. Modes:
+    - `integral`: non-interpolated AP, sum over thresholds of recall step x precision; equal to
+      `sklearn.metrics.average_precision_score` column by column.
+    - `voc`: VOC2010 all-point interpolated AP as the official Query2Label evaluation computes it:
+      each recall step is weighted by the best precision at that recall or beyond.
+    - `11point`: VOC2007 AP, the mean over t = 0, 0.1, ..., 1 of the best precision at a recall
+      >= t (0 when never reached); recall k/10 is compared exactly, not through float steps.
+    Equal scores are one point of the curve in every mode; the original voc/11point code instead
+    walks tied samples one by one in whatever order its sort left them.
+    """
+    if mode not in AP_MODES:
+        raise ValueError(f"unknown average precision mode {mode!r}; valid modes: {', '.join(AP_MODES)}")
+    scores, positives = _validated(scores, targets)
+    num_classes = scores.shape[1]
+    counts = positives.sum(axis=0)
+    result = np.full(num_classes, np.nan)
+    has_positives = counts > 0
+    if not has_positives.any():
+        return result
+    class_of, slot, precision = _precision_at_positives(scores, positives, counts)
+
+    if mode == "integral":
+        totals = np.bincount(class_of, weights=precision, minlength=num_classes)
+        result[has_positives] = totals[has_positives] / counts[has_positives]
+        return result
+    # Interpolated precision: the best precision at this recall or any higher one. Past a positive
+    # the curve only falls until the next positive, so the positives' points are enough; in
+    # ascending score order this is a running maximum within each class.
+    width = int(counts.max())
+    curve = np.zeros((num_classes, width))
+    curve.ravel()[class_of * width + slot] = precision
+    envelope = np.maximum.accumulate(curve, axis=1)
+    if mode == "voc":
+        totals = np.bincount(class_of, weights=envelope.ravel()[class_of * width + slot],
+                             minlength=num_classes)
+        result[has_positives] = totals[has_positives] / counts[has_positives]
+        return result
+    classes = np.flatnonzero(has_positives)
+    count = counts[classes, None]
+    # Recall k/10 is first reached at the ceil(k * P / 10)-th positive from the top (at least the
+    # first), which sits at ascending slot P - that.
+    reach = np.maximum((np.arange(11) * count + 9) // 10, 1)
+    result[classes] = envelope[classes[:, None], count - reach].mean(axis=1)
+    return result
+
+
+def mean_average_precision(scores: np.ndarray, targets: np.ndarray, mode: str = "integral") -> float:
+    """Mean of the per-class AP over classes with at least one positive, in percent (x100);
+    NaN only when no class has a positive."""
+    per_class = average_precision(scores, targets, mode)
+    valid = per_class[~np.isnan(per_class)]
+    return float(valid.mean() * 100.0) if valid.size else float("nan")
+
+
+def _f1(precision: float, recall: float) -> float:
+    """Harmonic mean, 0 when both are 0."""
+    total = precision + recall
+    return 2.0 * precision * recall / total if total > 0 else 0.0
+
+
+def _precision_recall_f1(predicted: np.ndarray, positives: np.ndarray, suffix: str = "") -> dict[str, float]:
+    """Per-class (CP, CR, CF1) and overall (OP, OR, OF1) scores of boolean predictions, in percent."""
+    predicted_count = predicted.sum(axis=0)
+    correct_count = (predicted & positives).sum(axis=0)
+    positive_count = positives.sum(axis=0)
+    has_positives = positive_count > 0
+    if has_positives.any():
+        class_precision = correct_count / np.maximum(predicted_count, 1)
+        class_recall = correct_count[has_positives] / positive_count[has_positives]
+        cp = float(class_precision[has_positives].mean())
+        cr = float(class_recall.mean())
+        cf1 = _f1(cp, cr)
+    else:
+        cp = cr = cf1 = float("nan")
+    total_correct = float(correct_count.sum())
+    total_predicted = float(predicted_count.sum())
+    total_positive = float(positive_count.sum())
+    op = total_correct / total_predicted if total_predicted > 0 else 0.0
+    overall_recall = total_correct / total_positive if total_positive > 0 else float("nan")
+    of1 = _f1(op, overall_recall) if total_positive > 0 else float("nan")
+    values = (cp, cr, cf1, op, overall_recall, of1)
+    return {f"{key}{suffix}": value * 100.0 for key, value in zip(THRESHOLD_KEYS, values)}
+
+
+def threshold_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """CP, CR, CF1, OP, OR, OF1 in percent, predicting a label when its score is >= `threshold`.
+
+    Conventions (those of the ML-GCN evaluation that the Q2L/ASL tables follow): CP and CR are
+    per-class precision and recall averaged over classes; a class with no predicted positive has
+    precision 0; CF1 = 2*CP*CR/(CP+CR). OP, OR, OF1 pool the counts of all classes. Classes
+    without positives are left out of CP/CR (their recall is undefined; on COCO val every class
+    has positives, so nothing changes there) but their false positives do count in OP.
+    OP is 0 when nothing is predicted (ML-GCN instead adds 1 to the predicted count of every
+    class without predictions). Per-class metrics and OR/OF1 are NaN when there are no positives.
+    """
+    scores, positives = _validated(scores, targets)
+    return _precision_recall_f1(scores >= threshold, positives)
+
+
+def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
+    """Boolean [N, C] mask of the k highest scores of every row; among equal scores at the cut,
+    the lower class indices are taken, so exactly k labels are predicted per row."""
+    num_classes = scores.shape[1]
+    kth = np.partition(scores, num_classes - k, axis=1)[:, num_classes - k, None]
+    above = scores > kth
+    missing = k - above.sum(axis=1, keepdims=True)
+    at_cut = scores == kth
+    return above | (at_cut & (np.cumsum(at_cut, axis=1) <= missing))
+
+
+def top_k_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 3,
+                  threshold: float | None = None) -> dict[str, float]:
+    """CP..OF1 (keys suffixed `_top{k}`, in percent) when each sample predicts its k highest-scoring
+    labels (see `top_k_predictions` for ties). With `threshold`, a top-k label also needs a score
+    >= threshold, which is how ML-GCN and the paper tables after it compute the top-3 numbers.
+    Same class conventions as `threshold_metrics`."""
+    scores, positives = _validated(scores, targets)
+    num_classes = scores.shape[1]
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_classes:
+        raise ValueError(f"k must be an integer from 1 to the number of classes ({num_classes}), got {k!r}")
+    predicted = top_k_predictions(scores, int(k))
+    if threshold is not None:
+        predicted &= scores >= threshold
+    return _precision_recall_f1(predicted, positives, suffix=f"_top{k}")

@@ -1,0 +1,88 @@
+"""Metric components built from `Metric.Eval` entries such as `- MultiLabelMAP: {map_type: integral}`.
+Each is called on sigmoid scores and 0/1 targets [N, C] and returns a dict of numbers in percent;
+`main_key` names the number that ranks checkpoints."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ppq2l.errors import ConfigError
+from ppq2l.metric.functional import (AP_MODES, average_precision, threshold_metrics,
+                                     top_k_metrics)
+from ppq2l.registry import METRICS, closest
+
+ENTRY_SHAPE = "a one-key mapping such as `- MultiLabelMAP: {map_type: integral}`"
+
+
+@METRICS.register
+class MultiLabelMAP:
+    """Mean average precision over classes with positives, and every class's AP (None where a
+    class has no positive, so the result stays JSON-safe); both in percent."""
+
+    main_key = "mAP"
+
+    def __init__(self, map_type: str = "integral") -> None:
+        if map_type not in AP_MODES:
+            near = closest(str(map_type), AP_MODES)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"MultiLabelMAP: unknown map_type {map_type!r}.{hint} "
+                              f"Valid: {', '.join(AP_MODES)}")
+        self.map_type = map_type
+
+    def __call__(self, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        per_class = average_precision(scores, targets, self.map_type) * 100.0
+        valid = per_class[~np.isnan(per_class)]
+        return {"mAP": float(valid.mean()) if valid.size else float("nan"),
+                "per_class_AP": [None if math.isnan(value) else float(value) for value in per_class]}
+
+
+@METRICS.register
+class MultiLabelThresholdMetrics:
+    """CP, CR, CF1, OP, OR, OF1 at a score threshold and, with `top_k`, the same six over each
+    image's k best labels that also pass the threshold (keys `CP_top3`, ...), in percent."""
+
+    main_key = "OF1"
+
+    def __init__(self, threshold: float = 0.5, top_k: int | None = 3) -> None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                or not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"MultiLabelThresholdMetrics: threshold must be a number from 0 to 1 "
+                              f"(it is compared with sigmoid scores), got {threshold!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ConfigError(f"MultiLabelThresholdMetrics: top_k must be a positive integer or null "
+                              f"(no top-k metrics), got {top_k!r}")
+        self.threshold = float(threshold)
+        self.top_k = top_k
+
+    def __call__(self, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        results = threshold_metrics(scores, targets, self.threshold)
+        if self.top_k is not None:
+            num_classes = np.shape(scores)[1] if np.ndim(scores) == 2 else 1
+            if self.top_k > num_classes:
+                raise ConfigError(f"MultiLabelThresholdMetrics: top_k={self.top_k} is more than the "
+                                  f"{num_classes} classes; lower it or set it to null")
+            results.update(top_k_metrics(scores, targets, self.top_k, threshold=self.threshold))
+        return results
+
+
+def build_metrics(entries: list[dict] | None, where: str = "Metric.Eval") -> list:
+    """Build the metrics listed in a config section, each entry `{ClassName: kwargs or null}`.
+    A missing section (None) gives the default `[MultiLabelMAP()]`; an empty list gives none."""
+    if entries is None:
+        return [MultiLabelMAP()]
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where} must be a list of entries, each {ENTRY_SHAPE}; "
+                          f"got {type(entries).__name__} {entries!r}")
+    metrics = []
+    for index, entry in enumerate(entries):
+        place = f"{where}.{index}"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ConfigError(f"{place}: expected {ENTRY_SHAPE}; got {entry!r}")
+        (name, kwargs), = entry.items()
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ConfigError(f"{place}: the keywords of {name!r} must be a mapping or empty, "
+                              f"expected {ENTRY_SHAPE}; got {kwargs!r}")
+        metrics.append(METRICS.build(name, kwargs, where=place))
+    return metrics

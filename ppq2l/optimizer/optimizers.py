@@ -1,0 +1,133 @@
+"""Optimizers built from the `Optimizer` config section, with parameter groups that keep weight
+decay off norm weights and biases, and the learning-rate schedule from `Optimizer.lr`."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from ppq2l.errors import ConfigError
+from ppq2l.optimizer.lr_schedulers import build_lr_scheduler, require_flag, require_number
+from ppq2l.registry import OPTIMIZERS, check_keywords
+
+ParamGroups = list[dict[str, Any]]
+
+
+def _betas(betas: Sequence[float], where: str) -> tuple[float, float]:
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise ConfigError(f"{where}: betas must be a list of two numbers like [0.9, 0.999], got {betas!r}")
+    first, second = (require_number(beta, "betas", where, minimum=0.0) for beta in betas)
+    if first >= 1.0 or second >= 1.0:
+        raise ConfigError(f"{where}: betas must be in [0, 1), got {list(betas)}")
+    return first, second
+
+
+@OPTIMIZERS.register(name="AdamW")
+def build_adamw(params: ParamGroups, lr: float, /, *, betas: Sequence[float] = (0.9, 0.999),
+                eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+                foreach: bool | None = None, fused: bool | None = None) -> torch.optim.AdamW:
+    """Adam with decoupled weight decay (the Query2Label recipe: lr 1e-4, weight_decay 1e-2)."""
+    where = "Optimizer AdamW"
+    return torch.optim.AdamW(params, lr=lr, betas=_betas(betas, where),
+                             eps=require_number(eps, "eps", where, above=0.0),
+                             weight_decay=require_number(weight_decay, "weight_decay", where, minimum=0.0),
+                             amsgrad=require_flag(amsgrad, "amsgrad", where), foreach=foreach, fused=fused)
+
+
+@OPTIMIZERS.register(name="Adam")
+def build_adam(params: ParamGroups, lr: float, /, *, betas: Sequence[float] = (0.9, 0.999),
+               eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+               foreach: bool | None = None, fused: bool | None = None) -> torch.optim.Adam:
+    """Adam with L2 penalty added to the gradient (the ML-Decoder recipe: lr 1e-4, weight_decay 1e-4)."""
+    where = "Optimizer Adam"
+    return torch.optim.Adam(params, lr=lr, betas=_betas(betas, where),
+                            eps=require_number(eps, "eps", where, above=0.0),
+                            weight_decay=require_number(weight_decay, "weight_decay", where, minimum=0.0),
+                            amsgrad=require_flag(amsgrad, "amsgrad", where), foreach=foreach, fused=fused)
+
+
+@OPTIMIZERS.register(name="SGD")
+def build_sgd(params: ParamGroups, lr: float, /, *, momentum: float = 0.0, dampening: float = 0.0,
+              weight_decay: float = 0.0, nesterov: bool = False, foreach: bool | None = None,
+              fused: bool | None = None) -> torch.optim.SGD:
+    """Stochastic gradient descent, optionally with (Nesterov) momentum."""
+    where = "Optimizer SGD"
+    momentum = require_number(momentum, "momentum", where, minimum=0.0)
+    dampening = require_number(dampening, "dampening", where, minimum=0.0)
+    if require_flag(nesterov, "nesterov", where) and (momentum <= 0 or dampening != 0):
+        raise ConfigError(f"{where}: nesterov needs momentum > 0 and dampening 0, got "
+                          f"momentum={momentum}, dampening={dampening}")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=dampening,
+                           weight_decay=require_number(weight_decay, "weight_decay", where, minimum=0.0),
+                           nesterov=nesterov, foreach=foreach, fused=fused)
+
+
+def _declared_no_decay(model: nn.Module) -> set[str]:
+    """Full names of parameters that modules list in a timm-style `no_weight_decay()` method
+    (positional embeddings, relative-position tables)."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        declare = getattr(module, "no_weight_decay", None)
+        if not callable(declare):
+            continue
+        for name in declare():
+            names.add(f"{prefix}.{name}" if prefix else name)
+    return names
+
+
+def is_norm_or_bias(name: str, parameter: torch.Tensor) -> bool:
+    """Whether a parameter is a bias or a norm scale: 1-D or scalar, or named `bias`, `*_bias` or `b`
+    (the per-class bias of the Query2Label head has shape [1, classes])."""
+    leaf = name.rsplit(".", 1)[-1]
+    return parameter.ndim <= 1 or leaf in ("bias", "b") or leaf.endswith("_bias")
+
+
+def parameter_groups(model: nn.Module, no_weight_decay_on_norm_and_bias: bool = True) -> ParamGroups:
+    """Trainable parameters split into a decayed group and a group with weight_decay 0 (norm weights,
+    biases and names a module declares in `no_weight_decay()`); frozen parameters are left out."""
+    trainable: Iterable[tuple[str, nn.Parameter]] = (
+        (name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad)
+    if not no_weight_decay_on_norm_and_bias:
+        groups = [{"params": [parameter for _, parameter in trainable]}]
+    else:
+        declared = _declared_no_decay(model)
+        decay, no_decay = [], []
+        for name, parameter in trainable:
+            exempt = name in declared or is_norm_or_bias(name, parameter)
+            (no_decay if exempt else decay).append(parameter)
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [group for group in groups if group["params"]]
+    if not groups:
+        raise ConfigError("Optimizer: the model has no trainable parameters (all are frozen)")
+    return groups
+
+
+def build_optimizer(cfg: dict, model: nn.Module, steps_per_epoch: int,
+                    epochs: int) -> tuple[Optimizer, LRScheduler]:
+    """Build the optimizer named in `cfg` over `model`'s trainable parameters and the schedule in
+    `cfg["lr"]`, e.g. `{name: AdamW, weight_decay: 1e-2, lr: {name: OneCycleLR, learning_rate: 1e-4}}`."""
+    where = "Optimizer"
+    if not isinstance(cfg, dict) or "name" not in cfg:
+        raise ConfigError(f"{where}: expected a mapping with a name, e.g. {{name: AdamW, lr: {{name: "
+                          f"OneCycleLR, learning_rate: 1.0e-4}}}}; registered: "
+                          f"{', '.join(OPTIMIZERS.names())}; got {cfg!r}")
+    kwargs = dict(cfg)
+    name = kwargs.pop("name")
+    lr_cfg = kwargs.pop("lr", None)
+    exempt_norm_and_bias = require_flag(kwargs.pop("no_weight_decay_on_norm_and_bias", True),
+                                        "no_weight_decay_on_norm_and_bias", where)
+    builder = OPTIMIZERS.get(name, where)
+    check_keywords(builder, kwargs, f"{where} {name}")
+    if not isinstance(lr_cfg, dict) or "learning_rate" not in lr_cfg:
+        raise ConfigError(f"{where}.lr: expected a mapping with name and learning_rate, e.g. "
+                          f"{{name: OneCycleLR, learning_rate: 1.0e-4, pct_start: 0.2}}; got {lr_cfg!r}")
+    learning_rate = require_number(lr_cfg["learning_rate"], "learning_rate", f"{where}.lr", above=0.0)
+    groups = parameter_groups(model, exempt_norm_and_bias)
+    try:
+        optimizer = builder(groups, learning_rate, **kwargs)
+    except (ValueError, RuntimeError) as error:
+        raise ConfigError(f"{where} {name}: {error}") from error
+    return optimizer, build_lr_scheduler(lr_cfg, optimizer, steps_per_epoch, epochs)

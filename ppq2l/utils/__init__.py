@@ -1,0 +1,1 @@
+"""Helpers outside the training loop: logging and dataset preparation scripts."""

@@ -1,0 +1,235 @@
+"""Convert COCO instance annotations into a multi-label list file (`path<TAB>0,1,0,...` per image).
+
+Usage (from the repository root):
+    python ppq2l/utils/create_coco_multilabel_lists.py --dataset_dir dataset/COCO2017 \
+        --image_dir val2017 --anno_path annotations/instances_val2017.json \
+        --save_name multilabel_val_list [--output_dir DIR] [--save_label_name] [--skip_empty]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import posixpath
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+if __package__ in (None, ""):
+    # Run as a plain script: make the checkout's `ppq2l` importable without an install.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from pycocotools.coco import COCO  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ppq2l.cli import run_cli  # noqa: E402
+from ppq2l.errors import DataError  # noqa: E402
+from ppq2l.utils.logger import get_logger  # noqa: E402
+
+REQUIRED_KEYS = {
+    "images": ("id", "file_name"),
+    "annotations": ("id", "image_id", "category_id"),
+    "categories": ("id", "name"),
+}
+
+
+def load_coco_annotations(anno_path: str | os.PathLike) -> COCO:
+    """Read and check a COCO instances json; DataError names the file and what is wrong with it."""
+    anno_path = Path(anno_path)
+    if not anno_path.is_file():
+        raise DataError(f"annotation file not found: {anno_path} "
+                        "(--anno_path is relative to --dataset_dir)")
+    try:
+        with open(anno_path, encoding="utf-8") as handle:
+            dataset = json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"annotation file {anno_path} is not valid JSON: {error}") from None
+    if not isinstance(dataset, dict):
+        raise DataError(f"annotation file {anno_path} must hold a JSON object with "
+                        f"'images', 'annotations' and 'categories', got a {type(dataset).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in dataset]
+    if missing:
+        raise DataError(f"annotation file {anno_path} is not a COCO instances file: missing "
+                        f"{', '.join(repr(key) for key in missing)} (it needs 'images', "
+                        "'annotations' and 'categories')")
+    for section, keys in REQUIRED_KEYS.items():
+        entries = dataset[section]
+        if not isinstance(entries, list):
+            raise DataError(f"annotation file {anno_path}: '{section}' must be a list, "
+                            f"got a {type(entries).__name__}")
+        for position, entry in enumerate(entries):
+            absent = [key for key in keys if not isinstance(entry, dict) or key not in entry]
+            if absent:
+                raise DataError(f"annotation file {anno_path}: {section}[{position}] lacks "
+                                f"{', '.join(repr(key) for key in absent)}")
+    _reject_duplicate_ids(dataset, "images", anno_path)
+    _reject_duplicate_ids(dataset, "categories", anno_path)
+    category_ids = {category["id"] for category in dataset["categories"]}
+    for position, annotation in enumerate(dataset["annotations"]):
+        if annotation["category_id"] not in category_ids:
+            raise DataError(f"annotation file {anno_path}: annotations[{position}] has "
+                            f"category_id {annotation['category_id']!r}, which is not in "
+                            "'categories'")
+    coco = COCO()
+    coco.dataset = dataset
+    # pycocotools prints progress chatter to stdout; the converter reports through its logger.
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def _reject_duplicate_ids(dataset: dict, section: str, anno_path: Path) -> None:
+    seen: set = set()
+    for entry in dataset[section]:
+        if entry["id"] in seen:
+            raise DataError(f"annotation file {anno_path}: id {entry['id']!r} appears twice in "
+                            f"'{section}', so its labels would be ambiguous")
+        seen.add(entry["id"])
+
+
+def _has_negative_size(image: dict) -> bool:
+    for key in ("width", "height"):
+        value = image.get(key)
+        if value is None:
+            continue  # a size the json leaves out cannot be wrong; COCO itself always has it
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataError(f"image id {image['id']}: {key} must be a number, got {value!r}")
+        if value < 0:
+            return True
+    return False
+
+
+def _list_path_prefix(image_dir: str) -> str:
+    """`image_dir` as written in list rows: relative to dataset_dir, forward slashes."""
+    prefix = posixpath.normpath(Path(image_dir).as_posix())
+    return "" if prefix == "." else prefix
+
+
+def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
+                           anno_path: str | os.PathLike, save_name: str | None = None,
+                           output_dir: str | os.PathLike | None = None,
+                           save_label_name: bool = False,
+                           skip_empty: bool = False) -> dict[str, Any]:
+    """Write `<output_dir>/<save_name>.txt` (and the label-name file if asked); return the summary.
+
+    `image_dir` and `anno_path` are relative to `dataset_dir`; `output_dir` defaults to it.
+    """
+    logger = get_logger()
+    dataset_dir = str(dataset_dir)
+    if not os.path.isdir(dataset_dir):
+        raise DataError(f"dataset_dir not found: {dataset_dir}")
+    image_root = os.path.join(dataset_dir, image_dir)
+    full_anno_path = os.path.join(dataset_dir, anno_path)
+    if not os.path.isdir(image_root):
+        raise DataError(f"image_dir not found: {image_root} (--image_dir is relative to "
+                        "--dataset_dir)")
+    coco = load_coco_annotations(full_anno_path)
+    if save_name is None:
+        save_name = os.path.splitext(os.path.basename(str(anno_path)))[0]
+    output_dir = dataset_dir if output_dir is None else str(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+
+    category_ids = coco.getCatIds()
+    class_index = {category_id: index for index, category_id in enumerate(category_ids)}
+    prefix = _list_path_prefix(image_dir)
+    rows: list[str] = []
+    skipped = empty = 0
+    logger.info(f"Converting {full_anno_path} ({len(category_ids)} classes)")
+    for image_id in tqdm(sorted(coco.getImgIds()), desc="images", unit="img"):
+        image = coco.imgs[image_id]
+        file_name = image["file_name"]
+        if any(character in file_name for character in "\t\r\n"):
+            raise DataError(f"image id {image_id}: file_name {file_name!r} contains a tab or "
+                            "line break, which the list format cannot hold")
+        image_path = os.path.join(image_root, file_name)
+        if not os.path.exists(image_path):
+            logger.warning(f"Skipping image id {image_id}: file not found: {image_path}")
+            skipped += 1
+            continue
+        if _has_negative_size(image):
+            logger.warning(f"Skipping image id {image_id} ({file_name}): negative size in the "
+                           f"annotation file (width {image.get('width')}, "
+                           f"height {image.get('height')})")
+            skipped += 1
+            continue
+        # imgToAnns, not getAnnIds+loadAnns: the latter mixes up annotations that share an id.
+        annotations = coco.imgToAnns.get(image_id, [])
+        if not annotations:
+            empty += 1
+            if skip_empty:
+                continue
+        label = [0] * len(category_ids)
+        for annotation in annotations:
+            label[class_index[annotation["category_id"]]] = 1
+        row_path = posixpath.join(prefix, file_name) if prefix else file_name
+        rows.append(f"{row_path}\t{','.join(map(str, label))}")
+
+    list_path = os.path.join(output_dir, save_name + ".txt")
+    _write_lines(list_path, rows)
+
+    label_path = None
+    if save_label_name:
+        label_path = os.path.join(output_dir,
+                                  os.path.basename(os.path.abspath(dataset_dir)) + "_labels.txt")
+        names = []
+        for index, category_id in enumerate(category_ids):
+            name = str(coco.cats[category_id]["name"])
+            if not name.strip() or any(character in name for character in "\r\n"):
+                raise DataError(f"category id {category_id}: name {name!r} is empty or has a "
+                                "line break, which the label file cannot hold")
+            names.append(f"{index} {name}")
+        _write_lines(label_path, names)
+
+    summary = {"list_path": list_path, "label_path": label_path, "num_written": len(rows),
+               "num_skipped": skipped, "num_empty": empty, "num_classes": len(category_ids)}
+    empty_fate = "left out (--skip_empty)" if skip_empty else "kept as all-zero rows"
+    logger.info(f"Wrote {len(rows)} images to {list_path}; skipped {skipped}; {empty} without "
+                f"annotations {empty_fate}; {len(category_ids)} classes")
+    if label_path is not None:
+        logger.info(f"Wrote {len(category_ids)} class names to {label_path}")
+    return summary
+
+
+def _write_lines(path: str, lines: list[str]) -> None:
+    # No trailing newline and no newline translation: PaddleClas's lists look exactly like this.
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("\n".join(lines))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The converter's options (PaddleClas's, plus --skip_empty)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset_dir", required=True, help="root directory of the dataset")
+    parser.add_argument("--image_dir", required=True,
+                        help="image folder, relative to --dataset_dir")
+    parser.add_argument("--anno_path", required=True,
+                        help="COCO annotation json, relative to --dataset_dir")
+    parser.add_argument("--save_name", default=None,
+                        help="list file name without .txt; the annotation file's stem if not given")
+    parser.add_argument("--output_dir", default=None,
+                        help="where the files are written; --dataset_dir if not given")
+    parser.add_argument("--save_label_name", action="store_true",
+                        help="also write <output_dir>/<dataset_dir name>_labels.txt "
+                             "('<index> <name>' per line)")
+    parser.add_argument("--skip_empty", action="store_true",
+                        help="leave out images without annotations instead of all-zero rows")
+    return parser.parse_args(argv)
+
+
+def _convert(argv: Sequence[str] | None) -> None:
+    args = parse_args(argv)
+    create_multilabel_list(args.dataset_dir, args.image_dir, args.anno_path,
+                           save_name=args.save_name, output_dir=args.output_dir,
+                           save_label_name=args.save_label_name, skip_empty=args.skip_empty)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: 0 on success, 2 with one `error:` line for a bad input."""
+    return run_cli(_convert, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""build_dataloader: batches of the right shape and type, the same seed gives the same batches
+(whatever the number of workers), epochs differ, and config mistakes name the key path."""
+import copy
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ppq2l.data import build_dataloader
+from ppq2l.data.dataloader import SeededSampler
+from ppq2l.errors import ConfigError, DataError
+
+CLASS_NUM = 4
+NUM_IMAGES = 10
+
+
+@pytest.fixture(scope="module")
+def list_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("list_data")
+    rng = np.random.default_rng(0)
+    rows = []
+    for number in range(NUM_IMAGES):
+        cv2.imwrite(str(root / f"{number}.png"), rng.integers(0, 256, (20, 28, 3), dtype=np.uint8))
+        labels = [int(number % CLASS_NUM == k or (number + 1) % CLASS_NUM == k) for k in range(CLASS_NUM)]
+        rows.append(f"{number}.png\t{','.join(map(str, labels))}")
+    (root / "train.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def train_section(root, **loader):
+    return {
+        "dataset": {
+            "name": "MultiLabelListDataset", "image_root": str(root), "cls_label_path": str(root / "train.txt"),
+            "transform_ops": [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 16}},
+                              {"RandomFlip": {}}, {"RandAugment": {"magnitude": 9}},
+                              {"NormalizeImage": {"scale": "1.0/255.0", "order": ""}}, {"ToCHWImage": None}],
+        },
+        "batch_transform_ops": [{"CutMix": {"alpha": 1.0, "prob": 1.0}}],
+        "sampler": {"name": "DistributedBatchSampler", "batch_size": 4, "shuffle": True, "drop_last": True},
+        "loader": {"num_workers": 0, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 2,
+                   **loader},
+    }
+
+
+def all_batches(loader):
+    return [(images.clone(), targets.clone()) for images, targets in loader]
+
+
+def test_batches_have_model_shapes_and_types(list_root):
+    loader = build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=1)
+    assert len(loader) == NUM_IMAGES // 4 and loader.batch_size == 4
+    images, targets = next(iter(loader))
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.float32
+    assert targets.shape == (4, CLASS_NUM) and targets.dtype == torch.float32
+    assert not images.is_pinned()  # pin_memory only with CUDA
+    assert loader.dataset.labels.shape == (NUM_IMAGES, CLASS_NUM)  # the dataset's attributes reach through
+
+
+def test_same_seed_same_batches_with_or_without_workers(list_root):
+    first = all_batches(build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=7))
+    again = all_batches(build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=7))
+    workers = all_batches(build_dataloader(train_section(list_root, num_workers=2), "Train", CLASS_NUM, seed=7))
+    other = all_batches(build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=8))
+    for run in (again, workers):
+        for (images, targets), (images_b, targets_b) in zip(first, run):
+            assert torch.equal(images, images_b) and torch.equal(targets, targets_b)
+    assert not torch.equal(first[0][0], other[0][0])
+
+
+def test_epochs_differ_and_set_epoch_repeats_one(list_root):
+    loader = build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=3)
+    loader.set_epoch(1)
+    epoch_one = all_batches(loader)
+    epoch_two = all_batches(loader)  # without set_epoch the next pass is the next epoch
+    assert not torch.equal(epoch_one[0][0], epoch_two[0][0])
+    resumed = build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=3)
+    resumed.set_epoch(2)
+    assert torch.equal(all_batches(resumed)[0][0], epoch_two[0][0])
+
+
+def test_eval_loader_keeps_order_and_every_sample(list_root):
+    section = train_section(list_root)
+    del section["batch_transform_ops"]
+    section["sampler"] = {"batch_size": 4, "shuffle": False}
+    loader = build_dataloader(section, "Eval", CLASS_NUM)
+    targets = torch.cat([batch_targets for _, batch_targets in loader])
+    assert len(loader) == 3 and torch.equal(targets, torch.from_numpy(loader.dataset.labels).float())
+
+
+def test_sampler_shards_across_processes():
+    shards = [list(SeededSampler(10, shuffle=True, seed=0, num_replicas=3, rank=rank)) for rank in range(3)]
+    assert [len(shard) for shard in shards] == [4, 4, 4]
+    indices = [index for shard in shards for index, _ in shard]
+    assert set(indices) == set(range(10))  # two repeated to pad 10 to 12
+    assert len({seed for shard in shards for _, seed in shard}) == 10
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("datasets", {}, r"DataLoader\.Train\.datasets: unknown key\. Did you mean 'dataset'"),
+    ("sampler.batchsize", 4, r"DataLoader\.Train\.sampler\.batchsize: unknown key.*'batch_size'"),
+    ("loader.num_worker", 1, r"DataLoader\.Train\.loader\.num_worker: unknown key.*'num_workers'"),
+    ("sampler.name", "RandomSampler", r"sampler\.name must be one of"),
+    ("sampler.batch_size", 0, r"sampler\.batch_size must be an int >= 1"),
+    ("sampler.shuffle", "yes", r"sampler\.shuffle must be a bool"),
+    ("loader.use_shared_memory", False, r"use_shared_memory"),
+    ("dataset.class_num", 5, r"dataset\.class_num is 5 but the model has 4"),
+    ("dataset.label_ratio", True, r"DataLoader\.Train\.dataset MultiLabelListDataset: unknown keyword 'label_ratio'"),
+    ("dataset.name", "CocoDataset", r"unknown dataset 'CocoDataset'"),
+])
+def test_config_mistakes_name_the_key(list_root, path, value, message):
+    section = train_section(list_root)
+    node = section
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    with pytest.raises(ConfigError, match=message):
+        build_dataloader(section, "Train", CLASS_NUM)
+
+
+def test_structural_mistakes(list_root):
+    section = train_section(list_root)
+    with pytest.raises(ConfigError, match=r"Eval\.batch_transform_ops"):
+        build_dataloader(copy.deepcopy(section), "Eval", CLASS_NUM)
+    broken = copy.deepcopy(section)
+    broken["dataset"]["transform_ops"][1] = {"ResizeImage": {"size": 16, "interpolation": "cubic"}}
+    with pytest.raises(ConfigError, match=r"Train\.dataset\.transform_ops\.1 ResizeImage: interpolation"):
+        build_dataloader(broken, "Train", CLASS_NUM)
+    broken = copy.deepcopy(section)
+    del broken["dataset"]["cls_label_path"]
+    with pytest.raises(ConfigError, match="needs cls_label_path"):
+        build_dataloader(broken, "Train", CLASS_NUM)
+    too_big = copy.deepcopy(section)
+    too_big["sampler"]["batch_size"] = NUM_IMAGES + 1
+    with pytest.raises(DataError, match="make no batch"):
+        build_dataloader(too_big, "Train", CLASS_NUM)
+
+
+def test_pipeline_without_chw_float_output_is_explained(list_root):
+    section = train_section(list_root)
+    section["dataset"]["transform_ops"] = [{"DecodeImage": None}, {"ResizeImage": {"size": 16}}]
+    loader = build_dataloader(section, "Train", CLASS_NUM)
+    with pytest.raises(ConfigError, match=r"transform_ops: samples must come out as float CHW"):
+        next(iter(loader))

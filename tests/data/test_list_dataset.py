@@ -1,0 +1,100 @@
+"""MultiLabelListDataset: list files are validated row by row with line numbers, samples come out
+as float32 CHW images with float32 labels, and unreadable images are errors naming the file and line."""
+import cv2
+import numpy as np
+import pytest
+
+from ppq2l.data.list_dataset import MultiLabelListDataset
+from ppq2l.errors import ConfigError, DataError
+
+OPS = [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 16}},
+       {"NormalizeImage": {"scale": "1.0/255.0", "order": ""}}, {"ToCHWImage": None}]
+
+
+def write_images(root, names, size=(12, 20)):
+    for number, name in enumerate(names):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.full((*size, 3), 40 * number, np.uint8))
+
+
+def write_list(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def make_dataset(tmp_path, text, class_num=3, **kwargs):
+    return MultiLabelListDataset(tmp_path, write_list(tmp_path / "list.txt", text), OPS, class_num, **kwargs)
+
+
+def test_reads_samples_labels_and_paths(tmp_path):
+    write_images(tmp_path, ["images/a.png", "images/b.png"])
+    dataset = make_dataset(tmp_path, "images/a.png\t1,0,1\nimages/b.png\t0,0,0\n\n\n")
+    assert len(dataset) == 2 and dataset.class_num == 3
+    assert dataset.labels.dtype == np.uint8
+    np.testing.assert_array_equal(dataset.labels, [[1, 0, 1], [0, 0, 0]])
+    assert dataset.image_paths == [str(tmp_path / "images/a.png"), str(tmp_path / "images/b.png")]
+    image, labels = dataset[1]
+    assert image.shape == (3, 16, 16) and image.dtype == np.float32
+    assert labels.dtype == np.float32 and labels.tolist() == [0, 0, 0]
+    # image b is filled with 40: (40/255 - 0.485) / 0.229 in the first channel
+    assert image[0, 0, 0] == pytest.approx((40 / 255 - 0.485) / 0.229, rel=1e-5)
+
+
+def test_other_delimiters_paths_with_spaces_and_crlf(tmp_path):
+    write_images(tmp_path, ["my photo.png"])
+    dataset = make_dataset(tmp_path, "my photo.png 0,1\r\n", class_num=2, delimiter=" ")
+    assert dataset.image_paths == [str(tmp_path / "my photo.png")]
+    assert dataset.labels.tolist() == [[0, 1]]
+    with pytest.raises(ConfigError, match="delimiter"):
+        make_dataset(tmp_path, "a.png,1,0\n", class_num=2, delimiter=",")
+
+
+@pytest.mark.parametrize("text,line,message", [
+    ("a.png\t1,0,1\nb.png 1,0,1\n", 2, r"separated by '\\t'"),
+    ("a.png\t1,0,1\nb.png\t1,0\n", 2, "2 labels, expected class_num=3"),
+    ("a.png\t1,0,1\n\nc.png\t1,0,1,0\n", 3, "4 labels, expected class_num=3"),
+    ("a.png\t1,2,0\n", 1, "labels must be 0 or 1, found '2'"),
+    ("a.png\t1,0.5,0\n", 1, "found '0.5'"),
+    ("a.png\t1,,0\n", 1, "found ''"),
+    ("\t1,0,0\n", 1, "expected 'image_path"),
+])
+def test_bad_rows_are_reported_with_file_and_line(tmp_path, text, line, message):
+    with pytest.raises(DataError, match=message) as caught:
+        make_dataset(tmp_path, text)
+    assert f"{tmp_path / 'list.txt'}, line {line}" in str(caught.value)
+
+
+def test_missing_or_empty_list_file(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        MultiLabelListDataset(tmp_path, tmp_path / "nope.txt", OPS, 3)
+    with pytest.raises(DataError, match="no samples"):
+        make_dataset(tmp_path, "\n\n")
+    with pytest.raises(ConfigError, match="class_num"):
+        make_dataset(tmp_path, "a.png\t1\n", class_num=0)
+
+
+def test_missing_image_names_the_file_and_the_list_line(tmp_path):
+    write_images(tmp_path, ["a.png"])
+    dataset = make_dataset(tmp_path, "a.png\t1,0,0\nmissing.png\t0,1,0\n")
+    dataset[0]
+    with pytest.raises(DataError) as caught:
+        dataset[1]
+    text = str(caught.value)
+    assert str(tmp_path / "missing.png") in text and f"line 2 of {tmp_path / 'list.txt'}" in text
+
+
+def test_undecodable_image_names_the_file_and_the_list_line(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    dataset = make_dataset(tmp_path, "broken.jpg\t0,0,1\n")
+    with pytest.raises(DataError, match="cannot decode") as caught:
+        dataset[0]
+    assert str(tmp_path / "broken.jpg") in str(caught.value) and "line 1 of" in str(caught.value)
+
+
+def test_transform_ops_errors_and_requirements(tmp_path):
+    write_images(tmp_path, ["a.png"])
+    with pytest.raises(ConfigError, match="empty"):
+        MultiLabelListDataset(tmp_path, write_list(tmp_path / "l.txt", "a.png\t1\n"), [], 1)
+    with pytest.raises(ConfigError, match=r"transform_ops\.0: unknown transform"):
+        MultiLabelListDataset(tmp_path, tmp_path / "l.txt", [{"Decode": None}], 1)

@@ -1,0 +1,94 @@
+"""Training end to end on a tiny dataset: the loss falls, checkpoints are written, a resumed run
+continues from the saved epoch, and evaluation writes the metric file."""
+import json
+
+import pytest
+import torch
+
+from ppq2l.engine import Trainer, evaluate_from_config
+from ppq2l.engine.checkpoint import load_checkpoint
+from ppq2l.errors import CheckpointError, ConfigError
+
+
+def read_metrics(output_dir):
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_epochs_lower_the_loss_and_write_checkpoints(tiny_config, tmp_path):
+    tiny_config["Global"]["epochs"] = 4
+    tiny_config["Optimizer"]["lr"]["learning_rate"] = 3e-3
+    best = Trainer(tiny_config).train()
+    output = tmp_path / "output"
+    records = read_metrics(output)
+    assert [record["epoch"] for record in records] == [1, 2, 3, 4]
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert all("model_mAP" in record and "ema_mAP" in record for record in records)
+    latest = load_checkpoint(output / "latest.pth")
+    assert latest["epoch"] == 4 and latest["global_step"] == 4 * 3  # 48 images / batch 16
+    assert set(latest) >= {"model", "ema", "optimizer", "lr_scheduler", "scaler", "best", "config"}
+    best_state = load_checkpoint(output / "best_model.pth")
+    assert best_state["epoch"] == best["epoch"] and best_state["source"] in ("model", "ema")
+    assert best["value"] == pytest.approx(max(max(r["model_mAP"], r["ema_mAP"]) for r in records))
+    assert (output / "config.yaml").is_file() and (output / "train.log").is_file()
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_config, tmp_path, monkeypatch):
+    tiny_config["Global"]["epochs"] = 2
+    original = Trainer.train_one_epoch
+
+    def crash_in_second_epoch(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config).train()
+    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    output = tmp_path / "output"
+    first = load_checkpoint(output / "latest.pth")
+    assert first["epoch"] == 1
+    tiny_config["Global"]["checkpoints"] = str(output / "latest.pth")
+    trainer = Trainer(tiny_config)
+    assert trainer.start_epoch == 2 and trainer.global_step == first["global_step"]
+    for key, value in first["model"].items():
+        assert torch.equal(trainer.model.state_dict()[key], value)
+    assert trainer.best["value"] == first["best"]["value"]
+    assert trainer.lr_scheduler.last_epoch == first["global_step"]
+    trainer.train()
+    records = read_metrics(output)
+    assert [record["epoch"] for record in records] == [1, 2]
+    assert load_checkpoint(output / "latest.pth")["global_step"] == 2 * first["global_step"]
+
+
+def test_resume_from_weights_only_file_is_refused(tiny_config, tmp_path):
+    tiny_config["Global"]["epochs"] = 1
+    Trainer(tiny_config).train()
+    tiny_config["Global"]["checkpoints"] = str(tmp_path / "output" / "best_model.pth")
+    with pytest.raises(CheckpointError, match="cannot resume training"):
+        Trainer(tiny_config)
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(tiny_config, tmp_path):
+    tiny_config["Global"]["epochs"] = 1
+    Trainer(tiny_config).train()
+    tiny_config["Arch"]["class_num"] = 5
+    tiny_config["Global"]["pretrained_model"] = str(tmp_path / "output" / "best_model.pth")
+    with pytest.raises((CheckpointError, ConfigError)) as info:
+        Trainer(tiny_config)
+    assert "class_num" in str(info.value) or "shape" in str(info.value)
+
+
+def test_evaluation_writes_the_metric_file(tiny_config, tmp_path):
+    tiny_config["Global"]["epochs"] = 1
+    Trainer(tiny_config).train()
+    tiny_config["Global"]["pretrained_model"] = str(tmp_path / "output" / "best_model.pth")
+    results = evaluate_from_config(tiny_config)
+    saved = json.loads((tmp_path / "output" / "eval_metrics.json").read_text())
+    assert saved["num_images"] == 24
+    assert saved["mAP"] == pytest.approx(results["mAP"])
+    assert len(saved["per_class_AP"]) == 12
+    for key in ("CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "OF1_top3"):
+        assert 0.0 <= saved[key] <= 100.0
+    best = load_checkpoint(tmp_path / "output" / "best_model.pth")
+    assert saved["mAP"] == pytest.approx(best["metrics"]["mAP"], abs=1e-6)

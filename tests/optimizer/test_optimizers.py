@@ -1,0 +1,128 @@
+"""build_optimizer: parameter groups with and without weight decay, registered optimizers and the
+messages for unknown names and keywords."""
+import pytest
+import torch
+from torch import nn
+
+from ppq2l.errors import ConfigError
+from ppq2l.optimizer import build_optimizer, parameter_groups
+
+
+class ClassHead(nn.Module):
+    """Shaped like the Query2Label head: W [1, K, d] and a per-class bias b [1, K]."""
+
+    def __init__(self, classes: int, dim: int) -> None:
+        super().__init__()
+        self.W = nn.Parameter(torch.randn(1, classes, dim))
+        self.b = nn.Parameter(torch.zeros(1, classes))
+
+
+class Encoder(nn.Module):
+    """Declares a 2-D positional table exempt from decay, as timm models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos_embed = nn.Parameter(torch.zeros(4, 8))
+        self.proj = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def no_weight_decay(self):
+        return {"pos_embed"}
+
+
+class TinyModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = Encoder()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.query_embed = nn.Embedding(5, 8)
+        self.frozen_queries = nn.Embedding(5, 8)
+        self.frozen_queries.weight.requires_grad_(False)
+        self.in_proj_bias = nn.Parameter(torch.zeros(3, 8))
+        self.fc = ClassHead(5, 8)
+
+
+def group_names(model, groups):
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    return [sorted(names[id(parameter)] for parameter in group["params"]) for group in groups]
+
+
+def adamw_config(**extra):
+    return {"name": "AdamW", "lr": {"name": "Constant", "learning_rate": 1e-3}, **extra}
+
+
+def test_norms_biases_and_declared_names_skip_weight_decay():
+    model = TinyModel()
+    optimizer, _ = build_optimizer(adamw_config(weight_decay=0.05), model, steps_per_epoch=2, epochs=1)
+    decayed, exempt = group_names(model, optimizer.param_groups)
+    assert decayed == ["conv.weight", "encoder.proj.weight", "fc.W", "query_embed.weight"]
+    assert exempt == ["bn.bias", "bn.weight", "conv.bias", "encoder.norm.bias", "encoder.norm.weight",
+                      "encoder.pos_embed", "encoder.proj.bias", "fc.b", "in_proj_bias"]
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.05, 0.0]
+    assert all(group["lr"] == 1e-3 for group in optimizer.param_groups)
+
+
+def test_grouping_can_be_switched_off_and_frozen_parameters_are_left_out():
+    model = TinyModel()
+    optimizer, _ = build_optimizer(adamw_config(no_weight_decay_on_norm_and_bias=False), model, 2, 1)
+    (everything,) = group_names(model, optimizer.param_groups)
+    trainable = sorted(name for name, p in model.named_parameters() if p.requires_grad)
+    assert everything == trainable and "frozen_queries.weight" not in everything
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-2
+
+
+def test_exempt_parameters_are_not_decayed_by_a_step():
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.bias.fill_(1.0)
+    optimizer, _ = build_optimizer(
+        {"name": "SGD", "weight_decay": 0.5, "lr": {"name": "Constant", "learning_rate": 0.1}}, model, 1, 1)
+    weight_before = model.weight.detach().clone()
+    model.weight.grad, model.bias.grad = torch.zeros(2, 2), torch.zeros(2)
+    optimizer.step()
+    torch.testing.assert_close(model.bias.detach(), torch.ones(2))
+    torch.testing.assert_close(model.weight.detach(), weight_before * (1 - 0.1 * 0.5))
+
+
+@pytest.mark.parametrize("config, expected_type, checks", [
+    ({"name": "AdamW", "betas": [0.8, 0.99], "eps": 1e-6}, torch.optim.AdamW,
+     {"betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 1e-2}),
+    ({"name": "Adam", "weight_decay": 1e-4}, torch.optim.Adam, {"weight_decay": 1e-4, "betas": (0.9, 0.999)}),
+    ({"name": "SGD", "momentum": 0.9, "nesterov": True}, torch.optim.SGD,
+     {"momentum": 0.9, "nesterov": True, "weight_decay": 0.0}),
+])
+def test_registered_optimizers(config, expected_type, checks):
+    config = {**config, "lr": {"name": "Constant", "learning_rate": 0.01}}
+    optimizer, scheduler = build_optimizer(config, nn.Linear(3, 2), 4, 2)
+    assert type(optimizer) is expected_type
+    decayed = optimizer.param_groups[0]
+    for key, value in checks.items():
+        assert decayed[key] == value, key
+    assert scheduler.optimizer is optimizer
+
+
+def test_all_frozen_model_is_an_error():
+    model = nn.Linear(2, 2).requires_grad_(False)
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        parameter_groups(model)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"name": "adamw", "lr": {"name": "Constant", "learning_rate": 1e-3}},
+     r"Optimizer: unknown optimizer 'adamw'. Did you mean .*'AdamW'.*Registered optimizers: Adam, AdamW, SGD"),
+    ({"name": "AdamW", "momentum": 0.9, "lr": {"name": "Constant", "learning_rate": 1e-3}},
+     r"Optimizer AdamW: unknown keyword 'momentum'.*Accepted: betas, eps, weight_decay"),
+    ({"lr": {"name": "Constant", "learning_rate": 1e-3}}, "expected a mapping with a name"),
+    ({"name": "AdamW"}, r"Optimizer.lr: expected a mapping with name and learning_rate"),
+    ({"name": "AdamW", "lr": 1e-3}, r"Optimizer.lr: expected a mapping"),
+    ({"name": "AdamW", "lr": {"name": "Constant", "learning_rate": -1.0}}, "learning_rate must be > 0"),
+    ({"name": "AdamW", "betas": [0.9], "lr": {"name": "Constant", "learning_rate": 1e-3}}, "betas"),
+    ({"name": "AdamW", "no_weight_decay_on_norm_and_bias": "yes",
+      "lr": {"name": "Constant", "learning_rate": 1e-3}}, "no_weight_decay_on_norm_and_bias"),
+    ({"name": "SGD", "nesterov": True, "lr": {"name": "Constant", "learning_rate": 1e-3}},
+     "nesterov needs momentum"),
+])
+def test_config_mistakes_are_reported(config, message):
+    with pytest.raises(ConfigError, match=message):
+        build_optimizer(config, nn.Linear(2, 2), 2, 1)

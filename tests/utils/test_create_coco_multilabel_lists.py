@@ -1,0 +1,183 @@
+"""The COCO -> multi-label list converter: PaddleClas's output format, its fixed options, errors."""
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ppq2l.data.label_map import read_label_map
+from ppq2l.errors import DataError
+from ppq2l.utils.create_coco_multilabel_lists import create_multilabel_list, main
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "ppq2l" / "utils" / "create_coco_multilabel_lists.py"
+ANNO = "annotations/instances_val2017.json"
+
+# Category ids are sparse and out of order, as in COCO; the class index follows this json order.
+CATEGORIES = [{"id": 7, "name": "train"}, {"id": 1, "name": "person"},
+              {"id": 90, "name": "toothbrush"}, {"id": 3, "name": "traffic light"}]
+IMAGES = [  # image ids unsorted; file names deliberately not in id order
+    {"id": 42, "file_name": "b.jpg", "width": 4, "height": 4},
+    {"id": 63, "file_name": "c.jpg", "width": 4, "height": 4},
+    {"id": 17, "file_name": "empty.jpg", "width": 4, "height": 4},
+    {"id": 8, "file_name": "missing.jpg", "width": 4, "height": 4},
+    {"id": 30, "file_name": "negative.jpg", "width": -1, "height": 4},
+    {"id": 5, "file_name": "a.jpg", "width": 4, "height": 4},
+]
+ANNOTATIONS = [
+    {"id": 1, "image_id": 42, "category_id": 3, "iscrowd": 0},
+    {"id": 2, "image_id": 42, "category_id": 3, "iscrowd": 0},  # same class twice in one image
+    {"id": 3, "image_id": 42, "category_id": 90, "iscrowd": 0},
+    {"id": 4, "image_id": 5, "category_id": 1, "iscrowd": 1},  # crowd still counts as a label
+    {"id": 5, "image_id": 5, "category_id": 7, "iscrowd": 0},
+    {"id": 6, "image_id": 63, "category_id": 90, "iscrowd": 0},
+    {"id": 7, "image_id": 8, "category_id": 1, "iscrowd": 0},
+    {"id": 8, "image_id": 30, "category_id": 7, "iscrowd": 0},
+]
+# Sorted by image id (5, 17, 42, 63); 8 (no file) and 30 (negative width) skipped; no final newline.
+EXPECTED_LIST = ("val2017/a.jpg\t1,1,0,0\n"
+                 "val2017/empty.jpg\t0,0,0,0\n"
+                 "val2017/b.jpg\t0,0,1,1\n"
+                 "val2017/c.jpg\t0,0,1,0")
+EXPECTED_LABELS = "0 train\n1 person\n2 toothbrush\n3 traffic light"
+
+
+def write_coco(root: Path, content) -> Path:
+    path = root / ANNO
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def coco_root(tmp_path) -> Path:
+    root = tmp_path / "COCO2017"
+    (root / "val2017").mkdir(parents=True)
+    for image in IMAGES:
+        if image["file_name"] != "missing.jpg":
+            cv2.imwrite(str(root / "val2017" / image["file_name"]), np.zeros((4, 4, 3), np.uint8))
+    write_coco(root, {"images": IMAGES, "annotations": ANNOTATIONS, "categories": CATEGORIES})
+    return root
+
+
+@pytest.fixture
+def ppq2l_log(caplog):
+    # The project logger does not propagate to the root logger, so hook the capture in directly.
+    logger = logging.getLogger("ppq2l")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_list_is_byte_exact_and_summary_counts(coco_root, ppq2l_log):
+    summary = create_multilabel_list(coco_root, "val2017", ANNO, save_name="multilabel_val_list")
+    list_path = coco_root / "multilabel_val_list.txt"
+    assert list_path.read_bytes() == EXPECTED_LIST.encode()
+    assert summary == {"list_path": str(list_path), "label_path": None, "num_written": 4,
+                       "num_skipped": 2, "num_empty": 1, "num_classes": 4}
+    assert not list(coco_root.glob("*_labels.txt"))
+    warnings = [record.getMessage() for record in ppq2l_log.records
+                if record.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "image id 8" in warnings[0] and "missing.jpg" in warnings[0]
+    assert "image id 30" in warnings[1] and "negative.jpg" in warnings[1]
+
+
+def test_label_file_indices_match_list_columns(coco_root):
+    # A trailing slash must not change the label file's name (basename of the dataset folder).
+    summary = create_multilabel_list(str(coco_root) + os.sep, "val2017", ANNO,
+                                     save_name="multilabel_val_list", save_label_name=True)
+    label_path = coco_root / "COCO2017_labels.txt"
+    assert summary["label_path"] == os.path.join(str(coco_root) + os.sep, "COCO2017_labels.txt")
+    assert label_path.read_bytes() == EXPECTED_LABELS.encode()
+    assert read_label_map(label_path, class_num=4) == ["train", "person", "toothbrush",
+                                                      "traffic light"]
+
+
+def test_output_dir_is_created_and_used_with_default_save_name(coco_root, tmp_path):
+    output_dir = tmp_path / "lists" / "nested"
+    summary = create_multilabel_list(coco_root, "val2017", ANNO, output_dir=output_dir,
+                                     save_label_name=True)
+    assert summary["list_path"] == str(output_dir / "instances_val2017.txt")
+    assert (output_dir / "instances_val2017.txt").read_text(encoding="utf-8") == EXPECTED_LIST
+    assert (output_dir / "COCO2017_labels.txt").read_text(encoding="utf-8") == EXPECTED_LABELS
+    assert not list(coco_root.glob("*.txt"))
+
+
+def test_skip_empty_through_main(coco_root, tmp_path):
+    status = main(["--dataset_dir", str(coco_root), "--image_dir", "val2017", "--anno_path", ANNO,
+                   "--save_name", "kept", "--output_dir", str(tmp_path), "--skip_empty"])
+    assert status == 0
+    expected = "val2017/a.jpg\t1,1,0,0\nval2017/b.jpg\t0,0,1,1\nval2017/c.jpg\t0,0,1,0"
+    assert (tmp_path / "kept.txt").read_text(encoding="utf-8") == expected
+
+
+def test_image_dir_is_normalised_in_rows(coco_root):
+    create_multilabel_list(coco_root, "./val2017/", ANNO, save_name="normalised")
+    assert (coco_root / "normalised.txt").read_text(encoding="utf-8") == EXPECTED_LIST
+
+
+BROKEN_INPUTS = {
+    "missing_file": (None, "error: annotation file not found: {anno}"),
+    "not_json": ("{'images': [", "error: annotation file {anno} is not valid JSON"),
+    "missing_key": ({"images": IMAGES, "annotations": ANNOTATIONS},
+                    "error: annotation file {anno} is not a COCO instances file: missing "
+                    "'categories'"),
+    "not_an_object": ([1, 2], "must hold a JSON object"),
+    "entry_without_key": ({"images": IMAGES, "annotations": [{"id": 1, "image_id": 5}],
+                           "categories": CATEGORIES},
+                          "error: annotation file {anno}: annotations[0] lacks 'category_id'"),
+    "unknown_category": ({"images": IMAGES, "annotations": ANNOTATIONS,
+                          "categories": CATEGORIES[1:]},
+                         "annotations[4] has category_id 7, which is not in 'categories'"),
+    "duplicate_image_id": ({"images": IMAGES + [{"id": 5, "file_name": "c.jpg"}],
+                            "annotations": ANNOTATIONS, "categories": CATEGORIES},
+                           "id 5 appears twice in 'images'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_INPUTS))
+def test_broken_annotation_file_is_one_error_line(case, coco_root, capsys):
+    content, message = BROKEN_INPUTS[case]
+    anno = coco_root / ANNO
+    if content is None:
+        anno.unlink()
+    else:
+        write_coco(coco_root, content)
+    status = main(["--dataset_dir", str(coco_root), "--image_dir", "val2017",
+                   "--anno_path", ANNO, "--save_name", "out"])
+    stderr = capsys.readouterr().err
+    assert status == 2
+    assert message.format(anno=anno) in stderr
+    assert "Traceback" not in stderr
+    assert not (coco_root / "out.txt").exists()
+
+
+def test_missing_image_dir_is_one_error_line(coco_root, capsys):
+    status = main(["--dataset_dir", str(coco_root), "--image_dir", "train2017",
+                   "--anno_path", ANNO])
+    assert status == 2
+    assert f"error: image_dir not found: {coco_root / 'train2017'}" in capsys.readouterr().err
+
+
+def test_function_raises_data_error(tmp_path):
+    with pytest.raises(DataError, match="dataset_dir not found"):
+        create_multilabel_list(tmp_path / "absent", "val2017", ANNO)
+
+
+def test_runs_as_plain_script_from_repo_root(coco_root):
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.relative_to(REPO)), "--dataset_dir", str(coco_root),
+         "--image_dir", "val2017", "--anno_path", ANNO, "--save_name", "multilabel_val_list",
+         "--save_label_name"],
+        cwd=REPO, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (coco_root / "multilabel_val_list.txt").read_bytes() == EXPECTED_LIST.encode()
+    assert (coco_root / "COCO2017_labels.txt").read_bytes() == EXPECTED_LABELS.encode()
+    assert "Wrote 4 images" in result.stdout
