@@ -6,6 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 DEMO_ROOT := dataset/demo_shapes
 DEMO_CONFIG := configs/quick_start/Q2L_demo_shapes.yaml
 DEMO_OUTPUT := output/Q2L_demo_shapes
+DEMO_INFERENCE := inference/Q2L_demo_shapes
 
 .PHONY: venv demo demo-data test clean-demo
 
@@ -18,7 +19,7 @@ $(STAMP): requirements.txt requirements-test.txt
 	touch $(STAMP)
 
 demo-data: venv
-	$(PY) tools/make_demo_dataset.py --root $(DEMO_ROOT)
+	$(PY) tools/make_demo_dataset.py --root $(DEMO_ROOT) --num_train 4000 --num_val 500
 	$(PY) ppq2l/utils/create_coco_multilabel_lists.py --dataset_dir $(DEMO_ROOT) \
 		--image_dir train2017 --anno_path annotations/instances_train2017.json \
 		--save_name multilabel_train_list --save_label_name
@@ -29,9 +30,15 @@ demo-data: venv
 demo: demo-data
 	$(PY) tools/train.py -c $(DEMO_CONFIG)
 	$(PY) tools/eval.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth
+	$(PY) tools/export_model.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth
+	$(PY) deploy/python/predict_multilabel.py -c deploy/configs/inference_multilabel.yaml \
+		-o Global.inference_model_dir=$(DEMO_INFERENCE) -o Global.infer_imgs=$(DEMO_ROOT)/val2017 \
+		-o Global.save_path=$(DEMO_OUTPUT)/deploy_predictions.jsonl > /dev/null
+	@echo "deploy predictor, first records of $(DEMO_OUTPUT)/deploy_predictions.jsonl:"
+	@head -n 3 $(DEMO_OUTPUT)/deploy_predictions.jsonl
 
 test: venv
 	$(PY) -m pytest -q
 
 clean-demo:
-	rm -rf $(DEMO_ROOT) $(DEMO_OUTPUT)
+	rm -rf $(DEMO_ROOT) $(DEMO_OUTPUT) $(DEMO_INFERENCE)

@@ -40,6 +40,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "checkpoints": None,
     "image_shape": [3, 224, 224],
     "save_inference_dir": "./inference",
+    "export_dynamic_spatial": False,  # ONNX export: height and width as dynamic axes too
+    "export_fp16": False,  # ONNX export in float16 (needs CUDA)
     "early_stop_patience": 0,
     "clip_grad_norm": None,
     "channels_last": False,

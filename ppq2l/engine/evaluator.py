@@ -7,9 +7,9 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ppq2l.engine.runtime import Precision
+from ppq2l.utils.logger import progress
 
 
 @torch.inference_mode()
@@ -20,7 +20,7 @@ def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, pre
     model.eval()
     scores, targets = [], []
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for images, labels in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, mininterval=2.0):
+    for images, labels in progress(loader, desc=desc):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         with precision.autocast():
             logits = model(images)

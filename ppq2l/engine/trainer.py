@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ppq2l.data import build_dataloader
 from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
@@ -19,6 +18,7 @@ from ppq2l.errors import CheckpointError, Ppq2lError
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
+from ppq2l.utils.logger import progress
 
 LATEST, BEST = "latest.pth", "best_model.pth"
 
@@ -116,9 +116,8 @@ class Trainer:
         clip = self.config["Global"]["clip_grad_norm"]
         print_every = max(1, int(self.config["Global"]["print_batch_step"]))
         loss_sum, seen, started = 0.0, 0, time.perf_counter()
-        progress = tqdm(self.train_loader, desc=f"epoch {epoch}/{self.epochs}", dynamic_ncols=True,
-                        mininterval=2.0, leave=False)
-        for step, (images, targets) in enumerate(progress, start=1):
+        bar = progress(self.train_loader, desc=f"epoch {epoch}/{self.epochs}")
+        for step, (images, targets) in enumerate(bar, start=1):
             images = images.to(context.device, non_blocking=True, memory_format=memory_format)
             targets = targets.to(context.device, non_blocking=True)
             with context.precision.autocast():
@@ -144,9 +143,9 @@ class Trainer:
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
             if step % print_every == 0 or step == len(self.train_loader):
-                progress.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.current_lr():.2e}",
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.current_lr():.2e}",
                                      img_s=f"{seen / (time.perf_counter() - started):.1f}")
-        progress.close()
+        bar.close()
         elapsed = time.perf_counter() - started
         return {"loss": loss_sum / max(seen, 1), "lr": self.current_lr(),
                 "images_per_second": seen / elapsed, "epoch_seconds": elapsed}

@@ -32,3 +32,12 @@ def log_to_file(path: str | Path) -> logging.Logger:
         handler.setFormatter(logging.Formatter(_FORMAT, "%Y-%m-%d %H:%M:%S"))
         logger.addHandler(handler)
     return logger
+
+
+def progress(iterable, desc: str, leave: bool = False):
+    """A tqdm bar that redraws often on a terminal and rarely in a log file or CI output."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(iterable, desc=desc, leave=leave, dynamic_ncols=True,
+                mininterval=1.0 if interactive else 30.0)

@@ -2,7 +2,10 @@
 reproduces its draws from the same generator; CutMix mixes labels by the area it really pastes."""
 import io
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,6 +32,18 @@ def textured_rgb(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray
     image[8:20, 10:30] = [220, 30, 60]
     noise = np.random.default_rng(seed).integers(0, 20, image.shape)
     return np.clip(image + noise + 30, 0, 225).astype(np.uint8)
+
+
+def test_transforms_module_runs_without_torch():
+    # A deploy predictor reuses this module where torch is not installed
+    module = Path(__file__).resolve().parents[2] / "ppq2l" / "data" / "transforms.py"
+    code = ("import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('transforms', {str(module)!r})\n"
+            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+            "assert 'torch' not in sys.modules, 'transforms.py imported torch'\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=module.parents[2], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 # ------------------------------------------------------------------------------------ decode

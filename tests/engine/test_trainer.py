@@ -2,6 +2,7 @@
 continues from the saved epoch, and evaluation writes the metric file."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,3 +93,41 @@ def test_evaluation_writes_the_metric_file(tiny_config, tmp_path):
         assert 0.0 <= saved[key] <= 100.0
     best = load_checkpoint(tmp_path / "output" / "best_model.pth")
     assert saved["mAP"] == pytest.approx(best["metrics"]["mAP"], abs=1e-6)
+
+
+def test_bfloat16_autocast_trains_on_cpu_and_float16_falls_back_with_a_warning(tiny_config, caplog):
+    tiny_config["Global"]["epochs"] = 1
+    tiny_config["Global"]["clip_grad_norm"] = 1.0
+    tiny_config["AMP"] = {"dtype": "bfloat16", "init_scale": 65536.0, "use_dynamic_loss_scaling": True}
+    trainer = Trainer(tiny_config)
+    assert trainer.context.precision.dtype is torch.bfloat16
+    stats = trainer.train_one_epoch(1)
+    assert np.isfinite(stats["loss"])
+    tiny_config["AMP"]["dtype"] = "float16"
+    trainer = Trainer(tiny_config)
+    assert trainer.context.precision.dtype is None and not trainer.scaler.is_enabled()
+
+
+def test_early_stop_ends_the_run_when_the_metric_stops_improving(tiny_config, tmp_path, monkeypatch):
+    tiny_config["Global"]["epochs"] = 6
+    tiny_config["Global"]["early_stop_patience"] = 2
+    flat = iter([{"mAP": 50.0}, {"mAP": 60.0}] + [{"mAP": 55.0}] * 20)  # best at epoch 1 (EMA)
+    monkeypatch.setattr("ppq2l.engine.trainer.compute_metrics", lambda *args: dict(next(flat)))
+    best = Trainer(tiny_config).train()
+    epochs = [record["epoch"] for record in read_metrics(tmp_path / "output")]
+    assert epochs == [1, 2, 3]
+    assert best == {"metric": "mAP", "value": 60.0, "epoch": 1, "source": "ema"}
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_config, tmp_path):
+    tiny_config["Global"]["epochs"] = 2
+    trainer = Trainer(tiny_config)
+    trainer.train_one_epoch(1)
+    from ppq2l.engine.checkpoint import save_checkpoint
+    save_checkpoint(trainer.checkpoint_state(1), tmp_path / "output" / "latest.pth")
+    original = trainer.loss_fn.forward
+    trainer.loss_fn.forward = lambda logits, targets: {"loss": original(logits, targets)["loss"] * float("nan")}
+    from ppq2l.engine.trainer import NonFiniteLossError
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 1"):
+        trainer.train_one_epoch(2)
+    assert load_checkpoint(tmp_path / "output" / "latest.pth")["epoch"] == 1

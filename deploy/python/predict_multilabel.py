@@ -1,0 +1,179 @@
+"""Multi-label prediction with an exported ONNX model and onnxruntime, without torch:
+python deploy/python/predict_multilabel.py -c deploy/configs/inference_multilabel.yaml \
+    -o Global.infer_imgs=PATH_OR_DIR -o Global.inference_model_dir=DIR
+Prints one JSON record per file; unreadable files get an error record and the exit status is 1."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))  # the package's transforms and postprocess, from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from onnx_predictor import OnnxMultiLabelPredictor  # noqa: E402
+
+from ppq2l.cli import run_cli  # noqa: E402
+from ppq2l.config import apply_override, read_yaml  # noqa: E402
+from ppq2l.errors import ConfigError  # noqa: E402
+
+GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
+    "infer_imgs": (str,), "inference_model_dir": (str,), "batch_size": (int,), "use_gpu": (bool,),
+    "use_tensorrt": (bool,), "use_fp16": (bool,), "cpu_num_threads": (int,), "save_path": (str,),
+    "benchmark": (bool,),
+}
+GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 1, "use_gpu": False, "use_tensorrt": False,
+                                   "use_fp16": False, "cpu_num_threads": None, "save_path": None,
+                                   "benchmark": False}
+SECTIONS = ("Global", "PreProcess", "PostProcess")
+NO_TORCH_STATUS = 3
+
+
+def deploy_logger() -> logging.Logger:
+    """A logger on stderr, so stdout carries only the JSON records."""
+    logger = logging.getLogger("ppq2l.deploy")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+def load_deploy_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
+    """Read the deploy YAML, apply `-o Key.sub=value` overrides and check the Global keys."""
+    config = read_yaml(path)
+    if not isinstance(config, dict) or not isinstance(config.get("Global"), dict):
+        raise ConfigError(f"{path}: the deploy config needs a Global mapping")
+    for section in SECTIONS:
+        config.setdefault(section, None)
+    for key, value in GLOBAL_DEFAULTS.items():
+        config["Global"].setdefault(key, value)
+    for text in overrides:
+        apply_override(config, text)
+    for section in config:
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section {section!r}; expected {', '.join(SECTIONS)}")
+    for key, value in config["Global"].items():
+        if key not in GLOBAL_KEYS:
+            raise ConfigError(f"Global.{key}: unknown key; valid keys: {', '.join(GLOBAL_KEYS)}")
+        kinds = GLOBAL_KEYS[key]
+        if value is not None and (not isinstance(value, kinds) or
+                                  (isinstance(value, bool) and bool not in kinds)):
+            raise ConfigError(f"Global.{key} must be {' or '.join(k.__name__ for k in kinds)}, "
+                              f"got {value!r}")
+    for key in ("infer_imgs", "inference_model_dir"):
+        if not config["Global"].get(key):
+            raise ConfigError(f"Global.{key} is required (set it with -o Global.{key}=PATH)")
+    if config["Global"]["batch_size"] < 1:
+        raise ConfigError(f"Global.batch_size must be >= 1, got {config['Global']['batch_size']}")
+    return config
+
+
+def collect_files(source: str | os.PathLike) -> list[Path]:
+    """`source` itself, or every non-hidden file under the folder `source`, sorted by path."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise ConfigError(f"Global.infer_imgs: {source} is neither a file nor a folder")
+    files = sorted(path for path in source.rglob("*")
+                   if path.is_file() and not any(part.startswith(".")
+                                                 for part in path.relative_to(source).parts))
+    if not files:
+        raise ConfigError(f"Global.infer_imgs: the folder {source} holds no files")
+    return files
+
+
+def override_sections(config: dict) -> tuple[list[dict] | None, dict | None]:
+    """The optional PreProcess.transform_ops and PostProcess that replace the model's own."""
+    preprocess = config.get("PreProcess")
+    ops = None
+    if preprocess is not None:
+        if not isinstance(preprocess, dict) or not isinstance(preprocess.get("transform_ops"), list):
+            raise ConfigError(f"PreProcess must be null or {{transform_ops: [...]}}, got {preprocess!r}")
+        ops = preprocess["transform_ops"]
+    postprocess = config.get("PostProcess")
+    if postprocess is not None and not isinstance(postprocess, dict):
+        raise ConfigError(f"PostProcess must be null or {{name: ..., ...}}, got {postprocess!r}")
+    return ops, postprocess
+
+
+def write_records(records: list[dict], save_path: str | os.PathLike) -> None:
+    """Write the records as JSON lines (through a temporary file and a rename)."""
+    save_path = Path(save_path)
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = save_path.with_name(save_path.name + ".tmp")
+    temporary.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    os.replace(temporary, save_path)
+
+
+def run(config: dict) -> list[dict]:
+    """Predict every file of Global.infer_imgs; print the records (and the benchmark)."""
+    settings = config["Global"]
+    logger = deploy_logger()
+    ops, postprocess = override_sections(config)
+    predictor = OnnxMultiLabelPredictor(
+        settings["inference_model_dir"], use_gpu=settings["use_gpu"],
+        use_tensorrt=settings["use_tensorrt"], use_fp16=settings["use_fp16"],
+        cpu_num_threads=settings["cpu_num_threads"], transform_ops=ops, postprocess=postprocess,
+        logger=logger)
+    logger.info("model %s on %s", predictor.model_path, ", ".join(predictor.providers))
+    files = collect_files(settings["infer_imgs"])
+    batch_size = settings["batch_size"]
+    if settings["benchmark"]:
+        predictor.warm_up(files, batch_size)
+    records = predictor.predict_files(files, batch_size)
+    for record in records:
+        print(json.dumps(record))
+    if settings["save_path"]:
+        write_records(records, settings["save_path"])
+    if settings["benchmark"]:
+        timing = predictor.timer.per_image_ms()
+        print(f"benchmark ({predictor.timer.images} images, batch {batch_size}, "
+              f"{', '.join(predictor.providers)}): "
+              + ", ".join(f"{stage} {value:.3f} ms/image" for stage, value in timing.items()),
+              file=sys.stderr)
+    failed = [record["file_name"] for record in records if "error" in record]
+    if failed:
+        logger.warning("%d of %d files could not be read: %s", len(failed), len(records),
+                       ", ".join(failed))
+    return records
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """`-c CONFIG`, repeatable `-o Key.sub=value`, and the internal `--check-no-torch`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-c", "--config", required=True, help="path to the deploy YAML")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="Key.sub=value",
+                        help="override a config value (repeatable)")
+    parser.add_argument("--check-no-torch", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 all predicted, 1 some files failed, 2 config or model error, 3 when
+    --check-no-torch finds torch imported."""
+    arguments = parse_arguments(argv)
+    outcome: dict = {}
+
+    def predict(_: Any) -> None:
+        outcome["records"] = run(load_deploy_config(arguments.config, arguments.override))
+
+    status = run_cli(predict)
+    if arguments.check_no_torch and "torch" in sys.modules:
+        print("error: torch was imported by the deploy predictor", file=sys.stderr)
+        return NO_TORCH_STATUS
+    if status == 0 and any("error" in record for record in outcome["records"]):
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

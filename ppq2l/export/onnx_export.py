@@ -1,0 +1,200 @@
+"""ONNX export of a trained model with a sigmoid on top, its metadata, and a parity check of
+onnxruntime against torch on the same random inputs."""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ppq2l.data.transforms import CropImage, ResizeImage, build_transforms
+from ppq2l.errors import ConfigError, Ppq2lError
+from ppq2l.export.metadata import attach_metadata, build_metadata, write_inference_yml
+from ppq2l.postprocess import build_postprocess
+
+OPSET_VERSION = 17
+INPUT_NAME, OUTPUT_NAME = "images", "scores"
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 2e-2  # half precision keeps about three significant digits
+EXPORT_BATCH = 2  # not 1, so the trace cannot specialise anything to a single image
+CHECK_BATCHES = (1, 4)
+DEFAULT_POSTPROCESS = {"name": "MultiLabelThreshOutput", "threshold": 0.5}
+
+
+class SigmoidScores(nn.Module):
+    """The model followed by a sigmoid: images [B, 3, H, W] -> scores in [0, 1], [B, C]."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:
+        return torch.sigmoid(self.model(images))
+
+
+def inference_transforms(config: dict) -> list[dict]:
+    """The preprocessing of inference: Infer.transforms, else DataLoader.Eval's transform_ops."""
+    ops = (config.get("Infer") or {}).get("transforms")
+    if ops:
+        return copy.deepcopy(ops)
+    ops = (((config.get("DataLoader") or {}).get("Eval") or {}).get("dataset") or {}).get("transform_ops")
+    if ops:
+        return copy.deepcopy(ops)
+    raise ConfigError("the preprocessing is unknown: set Infer.transforms (or "
+                      "DataLoader.Eval.dataset.transform_ops) in the config")
+
+
+def preprocess_output_size(ops: list[dict], where: str) -> tuple[int, int] | None:
+    """(height, width) every image has after `ops`, or None when it depends on the image."""
+    size: tuple[int, int] | None = None
+    for op in build_transforms(ops, where).ops:
+        if isinstance(op, ResizeImage):
+            size = (op.size[1], op.size[0]) if op.size is not None else None
+        elif isinstance(op, CropImage):
+            size = (op.height, op.width)
+    return size
+
+
+def resolve_input_size(config: dict, ops: list[dict], dynamic_spatial: bool,
+                       logger: logging.Logger | None = None) -> list[int]:
+    """[height, width] of the export input: the preprocessing's output size when it is fixed,
+    else Global.image_shape (which then only shapes the trace of a dynamic-size export)."""
+    image_shape = config["Global"].get("image_shape")
+    if not isinstance(image_shape, list) or len(image_shape) != 3:
+        raise ConfigError(f"Global.image_shape must be [channels, height, width], got {image_shape!r}")
+    from_shape = [int(image_shape[1]), int(image_shape[2])]
+    fixed = preprocess_output_size(ops, "Infer.transforms")
+    if fixed is None:
+        if not dynamic_spatial:
+            raise ConfigError("the inference transforms give images of varying size (resize_short "
+                              "without CropImage); add a fixed-size ResizeImage/CropImage or set "
+                              "Global.export_dynamic_spatial=True")
+        return from_shape
+    if list(fixed) != from_shape and logger is not None:
+        logger.warning("Global.image_shape says %s but the inference transforms give %s; the "
+                       "model is exported for %s", from_shape, list(fixed), list(fixed))
+    return list(fixed)
+
+
+def resolve_postprocess(config: dict, class_num: int) -> tuple[dict, list[str] | None]:
+    """The postprocess config to embed (without file paths) and the label names it reads."""
+    settings = copy.deepcopy((config.get("Infer") or {}).get("PostProcess") or DEFAULT_POSTPROCESS)
+    postprocess = build_postprocess(settings, "Infer.PostProcess")
+    postprocess.thresholds_for(class_num)  # a per-class list of the wrong length fails here
+    names = postprocess.label_names
+    if names is not None and len(names) != class_num:
+        raise ConfigError(f"Infer.PostProcess.class_id_map_file names {len(names)} classes but "
+                          f"Arch.class_num is {class_num}")
+    for key in ("class_id_map_file", "delimiter", "label_names"):
+        settings.pop(key, None)  # the names travel in the metadata; a path would not
+    return settings, names
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
+                dynamic_spatial: bool = False, half: bool = False) -> None:
+    """Trace `model` (already wrapped to give scores) to an ONNX file at `path`."""
+    device = next(model.parameters()).device
+    dtype = torch.float16 if half else torch.float32
+    example = torch.zeros(EXPORT_BATCH, 3, *input_size, device=device, dtype=dtype)
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_spatial else {0: "batch"}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter warns about its own deprecation and about traced shape math
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=OPSET_VERSION,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}},
+                          do_constant_folding=True)
+
+
+def finish_onnx_file(path: str | os.PathLike, metadata: dict) -> None:
+    """Attach the metadata to the exported file and validate it with the ONNX checker."""
+    import onnx
+
+    model_proto = onnx.load(str(path))
+    attach_metadata(model_proto, metadata)
+    try:
+        onnx.checker.check_model(model_proto)
+    except onnx.checker.ValidationError as error:
+        raise Ppq2lError(f"the exported model {path} fails the ONNX checker: {error}") from None
+    onnx.save(model_proto, str(path))
+
+
+def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
+                 half: bool = False, dynamic_spatial: bool = False,
+                 batches: Sequence[int] = CHECK_BATCHES, seed: int = 0) -> dict[str, float]:
+    """Max |onnxruntime - torch| of the scores on random inputs, per checked shape; raises a
+    Ppq2lError when one is above the tolerance (1e-4 in float32)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    device = next(model.parameters()).device
+    dtype = torch.float16 if half else torch.float32
+    rng = np.random.default_rng(seed)
+    shapes = [(batch, *input_size) for batch in batches]
+    if dynamic_spatial:
+        shapes.append((2, input_size[0] + 32, input_size[1] + 32))
+    differences: dict[str, float] = {}
+    for batch, height, width in shapes:
+        images = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(images).to(device, dtype)).float().cpu().numpy()
+        feed = images.astype(np.float16) if half else images
+        actual = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0].astype(np.float32)
+        if actual.shape != expected.shape:
+            raise Ppq2lError(f"{path}: onnxruntime gives shape {actual.shape}, torch {expected.shape} "
+                             f"for input {batch}x3x{height}x{width}")
+        differences[f"{batch}x3x{height}x{width}"] = float(np.abs(actual - expected).max())
+    tolerance = FP16_TOLERANCE if half else FP32_TOLERANCE
+    worst = max(differences.values())
+    if not worst <= tolerance:
+        raise Ppq2lError(f"{path}: onnxruntime and torch scores differ by up to {worst:.3g} "
+                         f"(tolerance {tolerance:g}); per input: {differences}")
+    return differences
+
+
+def export_from_config(config: dict) -> dict[str, Any]:
+    """Export Global.pretrained_model to Global.save_inference_dir as model.onnx + inference.yml,
+    then check onnxruntime against torch. Returns the paths and the measured differences."""
+    from ppq2l.engine.components import build_model_for_run, require_section, start_run
+
+    weights = require_section(config, "Global.pretrained_model")
+    settings = config["Global"]
+    half, dynamic_spatial = bool(settings["export_fp16"]), bool(settings["export_dynamic_spatial"])
+    context = start_run(config, "export.log")
+    if half and context.device.type != "cuda":
+        raise ConfigError("Global.export_fp16=True exports in half precision on a GPU, and no CUDA "
+                          "device is in use here (Global.device); float16 export on the CPU is not "
+                          "supported: export in float32 (Global.export_fp16=False)")
+    ops = inference_transforms(config)
+    input_size = resolve_input_size(config, ops, dynamic_spatial, context.logger)
+    postprocess, label_names = resolve_postprocess(config, context.class_num)
+
+    model = build_model_for_run(context, weights)
+    if context.channels_last:
+        model.to(memory_format=torch.contiguous_format)  # export a plain NCHW graph
+    device = context.device if half else torch.device("cpu")
+    wrapped = SigmoidScores(model).to(device, torch.float16 if half else torch.float32).eval()
+
+    output_dir = Path(settings["save_inference_dir"])
+    onnx_path = output_dir / "model.onnx"
+    metadata = build_metadata(arch=str(config["Arch"]["name"]), class_num=context.class_num,
+                              input_size=input_size, preprocess=ops, postprocess=postprocess,
+                              label_names=label_names, dynamic_spatial=dynamic_spatial,
+                              precision="fp16" if half else "fp32",
+                              input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+    export_onnx(wrapped, onnx_path, input_size, dynamic_spatial, half)
+    finish_onnx_file(onnx_path, metadata)
+    yml_path = write_inference_yml(output_dir / "inference.yml", metadata)
+    differences = check_parity(wrapped, onnx_path, input_size, half, dynamic_spatial)
+    context.logger.info("exported %s and %s", onnx_path, yml_path)
+    for shape, difference in differences.items():
+        context.logger.info("onnxruntime vs torch, input %s: max abs diff %.3g", shape, difference)
+    return {"onnx": str(onnx_path), "inference_yml": str(yml_path), "max_abs_diff": differences}

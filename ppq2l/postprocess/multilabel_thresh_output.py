@@ -1,0 +1,105 @@
+"""Per-image multi-label records from sigmoid scores: every class scoring at or above its threshold.
+Numpy only, so the deploy predictor runs the same code as the torch tools."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ppq2l.data.label_map import read_label_map
+from ppq2l.errors import ConfigError, DataError
+from ppq2l.registry import POSTPROCESSES
+
+SCORE_DECIMALS = 5
+
+
+def _check_threshold(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def read_delimited_label_map(path: str | os.PathLike, delimiter: str) -> list[str]:
+    """Class names from lines `<index><delimiter><name>`, indices 0..C-1 once each."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"class_id_map_file not found: {path}")
+    names: dict[int, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        index, found, name = line.strip().partition(delimiter)
+        if not found or not index.strip().isdigit() or not name.strip():
+            raise DataError(f"{path}:{number}: expected '<index>{delimiter}<name>', got {line!r}")
+        if int(index) in names:
+            raise DataError(f"{path}:{number}: index {index.strip()} appears twice")
+        names[int(index)] = name.strip()
+    if sorted(names) != list(range(len(names))):
+        raise DataError(f"{path}: indices must be 0..{len(names) - 1} once each")
+    return [names[index] for index in range(len(names))]
+
+
+@POSTPROCESSES.register
+class MultiLabelThreshOutput:
+    """Scores [B, C] -> one record per image: `{class_ids, scores, label_names, file_name}` for
+    the classes whose score is >= the threshold (a float, or one value per class)."""
+
+    def __init__(self, threshold: float | Sequence[float] = 0.5,
+                 class_id_map_file: str | os.PathLike | None = None, delimiter: str | None = None,
+                 label_names: Sequence[str] | None = None) -> None:
+        if isinstance(threshold, (list, tuple)):
+            if not threshold:
+                raise ConfigError("threshold must be a number or a non-empty list (one per class)")
+            self.threshold: float | np.ndarray = np.asarray(
+                [_check_threshold(value, f"threshold[{index}]") for index, value in enumerate(threshold)],
+                dtype=np.float64)
+        else:
+            self.threshold = _check_threshold(threshold, "threshold")
+        if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
+            raise ConfigError(f"delimiter must be a non-empty string or null, got {delimiter!r}")
+        if label_names is not None:
+            # names embedded in an exported model take the place of the file they were read from
+            self.label_names: list[str] | None = [str(name) for name in label_names]
+        elif class_id_map_file:
+            self.label_names = (read_delimited_label_map(class_id_map_file, delimiter)
+                                if delimiter not in (None, " ") else read_label_map(class_id_map_file))
+        else:
+            self.label_names = None
+
+    def thresholds_for(self, class_num: int) -> np.ndarray:
+        """The threshold of every class as an array of `class_num` values."""
+        if isinstance(self.threshold, np.ndarray):
+            if len(self.threshold) != class_num:
+                raise ConfigError(f"threshold lists {len(self.threshold)} values but the model "
+                                  f"predicts {class_num} classes; give one per class or one number")
+            return self.threshold
+        return np.full(class_num, self.threshold, dtype=np.float64)
+
+    def __call__(self, scores: np.ndarray, file_names: Sequence[str] | None = None) -> list[dict]:
+        scores = np.asarray(scores)
+        if scores.ndim != 2:
+            raise ValueError(f"scores must be [batch, classes], got shape {scores.shape}")
+        batch, class_num = scores.shape
+        if file_names is not None and len(file_names) != batch:
+            raise ValueError(f"{len(file_names)} file names for a batch of {batch} scores")
+        if self.label_names is not None and len(self.label_names) != class_num:
+            raise ConfigError(f"the label map names {len(self.label_names)} classes but the model "
+                              f"predicts {class_num}")
+        thresholds = self.thresholds_for(class_num)
+        records = []
+        for row_index, row in enumerate(scores.astype(np.float64)):
+            class_ids = np.flatnonzero(row >= thresholds)
+            record: dict[str, Any] = {
+                "class_ids": [int(index) for index in class_ids],
+                "scores": [round(float(row[index]), SCORE_DECIMALS) for index in class_ids],
+                "label_names": ([self.label_names[index] for index in class_ids]
+                                if self.label_names is not None else []),
+            }
+            if file_names is not None:
+                record["file_name"] = str(file_names[row_index])
+            records.append(record)
+        return records
