@@ -15,24 +15,10 @@ import numpy as np  # noqa: E402
 
 from ppq2l.cli import run_cli  # noqa: E402
 from ppq2l.config import get_config, parse_args  # noqa: E402
+from ppq2l.data.image_files import collect_image_files  # noqa: E402
 from ppq2l.errors import ConfigError, DataError  # noqa: E402
 
 DEFAULT_POSTPROCESS = {"name": "MultiLabelThreshOutput", "threshold": 0.5}
-
-
-def collect_files(source: str | os.PathLike) -> list[Path]:
-    """`source` itself, or every non-hidden file under the folder `source`, sorted by path."""
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise ConfigError(f"Infer.infer_imgs: {source} is neither an image file nor a folder")
-    files = sorted(path for path in source.rglob("*")
-                   if path.is_file() and not any(part.startswith(".")
-                                                 for part in path.relative_to(source).parts))
-    if not files:
-        raise ConfigError(f"Infer.infer_imgs: the folder {source} holds no files")
-    return files
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -82,7 +68,7 @@ def predict(config: dict) -> list[dict]:
         raise ConfigError(f"Infer.batch_size must be a positive int, got {batch_size!r}")
     compose = build_transforms(inference_transforms(config), "Infer.transforms")
     postprocess = build_postprocess(settings.get("PostProcess") or DEFAULT_POSTPROCESS)
-    files = collect_files(source)
+    files = collect_image_files(source, "Infer.infer_imgs")
     context = start_run(config, "infer.log")
     model = build_model_for_run(context, weights).eval()
     folder = context.output_dir / "visualize"

@@ -20,6 +20,7 @@ from onnx_predictor import OnnxMultiLabelPredictor  # noqa: E402
 
 from ppq2l.cli import run_cli  # noqa: E402
 from ppq2l.config import apply_override, read_yaml  # noqa: E402
+from ppq2l.data.image_files import collect_image_files  # noqa: E402
 from ppq2l.errors import ConfigError  # noqa: E402
 
 GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
@@ -76,21 +77,6 @@ def load_deploy_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -
     return config
 
 
-def collect_files(source: str | os.PathLike) -> list[Path]:
-    """`source` itself, or every non-hidden file under the folder `source`, sorted by path."""
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
-        raise ConfigError(f"Global.infer_imgs: {source} is neither a file nor a folder")
-    files = sorted(path for path in source.rglob("*")
-                   if path.is_file() and not any(part.startswith(".")
-                                                 for part in path.relative_to(source).parts))
-    if not files:
-        raise ConfigError(f"Global.infer_imgs: the folder {source} holds no files")
-    return files
-
-
 def override_sections(config: dict) -> tuple[list[dict] | None, dict | None]:
     """The optional PreProcess.transform_ops and PostProcess that replace the model's own."""
     preprocess = config.get("PreProcess")
@@ -125,7 +111,7 @@ def run(config: dict) -> list[dict]:
         cpu_num_threads=settings["cpu_num_threads"], transform_ops=ops, postprocess=postprocess,
         logger=logger)
     logger.info("model %s on %s", predictor.model_path, ", ".join(predictor.providers))
-    files = collect_files(settings["infer_imgs"])
+    files = collect_image_files(settings["infer_imgs"], "Global.infer_imgs")
     batch_size = settings["batch_size"]
     if settings["benchmark"]:
         predictor.warm_up(files, batch_size)

@@ -19,7 +19,7 @@ import numpy as np
 from ppq2l.errors import ConfigError, DataError
 
 # Bump whenever the drawing changes, so that a stamped dataset on disk is regenerated.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 STAMP_NAME = "generation.json"
 SPLIT_DIRS = {"train": "train2017", "val": "val2017"}
 SPLIT_SEED_CODES = {"train": 0, "val": 1}
@@ -28,7 +28,7 @@ VAL_IMAGE_ID_OFFSET = 1_000_000
 # Every 50th image (index % 50 == 1, so tiny sets have one too) has no object: 2 % unannotated.
 EMPTY_IMAGE_PERIOD = 50
 MAX_OBJECTS = 5
-OBJECT_SIZE_RANGE = (0.30, 0.55)  # longest side of the unrotated shape, as a fraction of min(W, H)
+OBJECT_SIZE_RANGE = (0.35, 0.60)  # longest side of the unrotated shape, as a fraction of min(W, H)
 MAX_HIDDEN_FRACTION = 0.25
 PLACEMENT_TRIES = 30
 COLOUR_TRIES = 40

@@ -7,8 +7,10 @@ from pathlib import Path
 from ppq2l.errors import DataError
 
 
-def read_label_map(path: str | os.PathLike, class_num: int | None = None) -> list[str]:
-    """Class names indexed 0..C-1 from lines `<index> <name>` (names may contain spaces)."""
+def read_label_map(path: str | os.PathLike, class_num: int | None = None,
+                   delimiter: str = " ") -> list[str]:
+    """Class names indexed 0..C-1 from lines `<index><delimiter><name>` (with the default
+    delimiter, a space, names may contain spaces: the first one splits)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"class_id_map_file not found: {path}")
@@ -16,9 +18,10 @@ def read_label_map(path: str | os.PathLike, class_num: int | None = None) -> lis
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        index, _, name = line.strip().partition(" ")
-        if not index.isdigit() or not name.strip():
-            raise DataError(f"{path}:{number}: expected '<index> <name>', got {line!r}")
+        index, found, name = line.strip().partition(delimiter)
+        index = index.strip()
+        if not found or not index.isdigit() or not name.strip():
+            raise DataError(f"{path}:{number}: expected '<index>{delimiter}<name>', got {line!r}")
         if int(index) in names:
             raise DataError(f"{path}:{number}: index {index} appears twice")
         names[int(index)] = name.strip()

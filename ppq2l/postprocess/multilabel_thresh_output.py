@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ppq2l.data.label_map import read_label_map
-from ppq2l.errors import ConfigError, DataError
+from ppq2l.errors import ConfigError
 from ppq2l.registry import POSTPROCESSES
 
 SCORE_DECIMALS = 5
@@ -21,26 +20,6 @@ def _check_threshold(value: Any, name: str) -> float:
             or not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
-
-
-def read_delimited_label_map(path: str | os.PathLike, delimiter: str) -> list[str]:
-    """Class names from lines `<index><delimiter><name>`, indices 0..C-1 once each."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"class_id_map_file not found: {path}")
-    names: dict[int, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        index, found, name = line.strip().partition(delimiter)
-        if not found or not index.strip().isdigit() or not name.strip():
-            raise DataError(f"{path}:{number}: expected '<index>{delimiter}<name>', got {line!r}")
-        if int(index) in names:
-            raise DataError(f"{path}:{number}: index {index.strip()} appears twice")
-        names[int(index)] = name.strip()
-    if sorted(names) != list(range(len(names))):
-        raise DataError(f"{path}: indices must be 0..{len(names) - 1} once each")
-    return [names[index] for index in range(len(names))]
 
 
 @POSTPROCESSES.register
@@ -65,8 +44,7 @@ class MultiLabelThreshOutput:
             # names embedded in an exported model take the place of the file they were read from
             self.label_names: list[str] | None = [str(name) for name in label_names]
         elif class_id_map_file:
-            self.label_names = (read_delimited_label_map(class_id_map_file, delimiter)
-                                if delimiter not in (None, " ") else read_label_map(class_id_map_file))
+            self.label_names = read_label_map(class_id_map_file, delimiter=delimiter or " ")
         else:
             self.label_names = None
 

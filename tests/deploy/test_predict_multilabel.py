@@ -56,6 +56,13 @@ def deployed(tiny_demo_root, tmp_path_factory):
     assert cv2.imwrite(str(images / "large.png"), picture[:, ::-1])
     for source in sorted((tiny_demo_root / "val2017").iterdir())[:3]:
         (images / source.name).write_bytes(source.read_bytes())
+    # every kind of readable image a user may have: gray, RGBA, 16-bit, CMYK and very large
+    assert cv2.imwrite(str(images / "gray.png"), picture[:, :, 0])
+    assert cv2.imwrite(str(images / "rgba.png"), np.dstack([picture, picture[:, :, :1]]))
+    assert cv2.imwrite(str(images / "deep16.png"), picture.astype(np.uint16) * 257)
+    assert cv2.imwrite(str(images / "huge.jpg"), cv2.resize(picture, (4000, 3000)))
+    from PIL import Image
+    Image.fromarray(picture[:, :, ::-1]).convert("CMYK").save(images / "cmyk.jpg")
     (images / "empty.jpg").write_bytes(b"")
     (images / "notes.txt").write_text("not an image", encoding="utf-8")
     jpeg = (images / "large.jpg").read_bytes()
@@ -80,12 +87,12 @@ def test_bad_inputs_get_error_records_without_torch(deployed):
                         "-o", "Global.batch_size=3", "--check-no-torch")
     assert result.returncode == 1, result.stderr  # 3 would mean torch was imported
     records = {os.path.basename(r["file_name"]): r for r in records_of(result.stdout)}
-    assert len(records) == 8
+    assert len(records) == 13
     for name in BAD_FILES:
         assert "error" in records[name] and "cannot decode" in records[name]["error"]
         assert name in result.stderr  # the summary names every failed file
     good = [record for name, record in records.items() if name not in BAD_FILES]
-    assert len(good) == 5
+    assert len(good) == 10
     assert all("error" not in r and set(r) == {"class_ids", "scores", "label_names", "file_name"}
                for r in good)
     assert all(len(r["label_names"]) == len(r["class_ids"]) for r in good)
@@ -125,7 +132,7 @@ def test_scores_match_torch_infer_tool(deployed, tmp_path):
         assert ours["label_names"] == theirs["label_names"]
         assert np.abs(np.subtract(ours["scores"], theirs["scores"])).max() <= 1e-4
         compared += 1
-    assert compared == 5
+    assert compared == 10
 
 
 @pytest.mark.parametrize("name", ["large.jpg", "large.png"])
