@@ -3,7 +3,6 @@ python tools/infer.py -c CONFIG.yaml -o Global.pretrained_model=PATH [-o Infer.i
 Prints one JSON record per image and, with Infer.save_path, writes them as JSON lines. An image
 that cannot be read gets an error record; the exit status is then 1."""
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,6 +15,7 @@ import numpy as np  # noqa: E402
 from ppq2l.cli import run_cli  # noqa: E402
 from ppq2l.config import get_config, parse_args  # noqa: E402
 from ppq2l.data.image_files import collect_image_files  # noqa: E402
+from ppq2l.postprocess.records import write_records  # noqa: E402
 from ppq2l.errors import ConfigError, DataError  # noqa: E402
 
 DEFAULT_POSTPROCESS = {"name": "MultiLabelThreshOutput", "threshold": 0.5}
@@ -101,15 +101,6 @@ def predict(config: dict) -> list[dict]:
                 if "error" not in record:
                     save_visualization(path, record, folder, source)
     return records
-
-
-def write_records(records: list[dict], save_path: str | os.PathLike) -> None:
-    """Write the records as JSON lines (through a temporary file and a rename)."""
-    save_path = Path(save_path)
-    save_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = save_path.with_name(save_path.name + ".tmp")
-    temporary.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
-    os.replace(temporary, save_path)
 
 
 def main(argv=None) -> list[dict]:

@@ -21,6 +21,7 @@ from onnx_predictor import OnnxMultiLabelPredictor  # noqa: E402
 from ppq2l.cli import run_cli  # noqa: E402
 from ppq2l.config import apply_override, read_yaml  # noqa: E402
 from ppq2l.data.image_files import collect_image_files  # noqa: E402
+from ppq2l.postprocess.records import write_records  # noqa: E402
 from ppq2l.errors import ConfigError  # noqa: E402
 
 GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
@@ -89,15 +90,6 @@ def override_sections(config: dict) -> tuple[list[dict] | None, dict | None]:
     if postprocess is not None and not isinstance(postprocess, dict):
         raise ConfigError(f"PostProcess must be null or {{name: ..., ...}}, got {postprocess!r}")
     return ops, postprocess
-
-
-def write_records(records: list[dict], save_path: str | os.PathLike) -> None:
-    """Write the records as JSON lines (through a temporary file and a rename)."""
-    save_path = Path(save_path)
-    save_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = save_path.with_name(save_path.name + ".tmp")
-    temporary.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
-    os.replace(temporary, save_path)
 
 
 def run(config: dict) -> list[dict]:
