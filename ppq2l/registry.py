@@ -95,6 +95,22 @@ def check_keywords(target: Callable[..., Any], kwargs: dict[str, Any], where: st
         raise ConfigError(f"{where}: unknown keyword {details}. Accepted: {', '.join(names)}")
 
 
+def parse_component_entry(entry: Any, where: str,
+                          shape: str = "a one-key mapping `- ClassName: {keyword: value}`"
+                          ) -> tuple[str, dict[str, Any]]:
+    """Split one `- ClassName: {kwargs}` list entry of a config into (name, kwargs); kwargs may be
+    null. Transforms, losses and metrics are all listed this way."""
+    if not isinstance(entry, dict) or len(entry) != 1:
+        raise ConfigError(f"{where}: expected {shape}, got {entry!r}")
+    (name, kwargs), = entry.items()
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{where}: the keywords of {name!r} must be a mapping or empty, got "
+                          f"{kwargs!r}; expected {shape}")
+    return name, dict(kwargs)
+
+
 # One registry per kind of component. Modules register into these at their definitions.
 ARCHS = Registry("architecture")
 BACKBONES = Registry("backbone")

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from ppq2l.errors import ConfigError, DataError
-from ppq2l.registry import TRANSFORMS, Registry, check_keywords
+from ppq2l.registry import TRANSFORMS, Registry, check_keywords, parse_component_entry
 
 ENTRY_SHAPE = "a one-key mapping such as `- ResizeImage: {size: 224}` (keywords may be empty)"
 
@@ -565,15 +565,7 @@ class ToCHWImage:
 # ---------------------------------------------------------------------------------- building
 def parse_op_entry(entry: Any, where: str, shape: str = ENTRY_SHAPE) -> tuple[str, dict[str, Any]]:
     """Split one `- OpName: {kwargs}` list entry into (name, kwargs); kwargs may be null."""
-    if not isinstance(entry, dict) or len(entry) != 1:
-        raise ConfigError(f"{where}: expected {shape}, got {entry!r}")
-    (name, kwargs), = entry.items()
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"{where}: the keywords of {name!r} must be a mapping or empty, got "
-                          f"{kwargs!r}; expected {shape}")
-    return name, dict(kwargs)
+    return parse_component_entry(entry, where, shape)
 
 
 def build_registered_ops(registry: Registry, entries: Any, where: str,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ppq2l.errors import ConfigError
-from ppq2l.registry import LOSSES
+from ppq2l.registry import LOSSES, parse_component_entry
 
 ENTRY_SHAPE = "a one-key mapping such as `- AsymmetricLoss: {weight: 1.0, gamma_neg: 4}`"
 
@@ -38,15 +38,7 @@ class CombinedLoss(nn.Module):
 
 def _parse_entry(entry: Any, where: str) -> tuple[str, float, dict[str, Any]]:
     """Split one list entry into (class name, weight, constructor keywords)."""
-    if not isinstance(entry, dict) or len(entry) != 1:
-        raise ConfigError(f"{where}: expected {ENTRY_SHAPE}, got {entry!r}")
-    (name, kwargs), = entry.items()
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"{where}: the keywords of {name!r} must be a mapping, got {kwargs!r}; "
-                          f"expected {ENTRY_SHAPE}")
-    kwargs = dict(kwargs)
+    name, kwargs = parse_component_entry(entry, where, ENTRY_SHAPE)
     weight = kwargs.pop("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
             or weight < 0:

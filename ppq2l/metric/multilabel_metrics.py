@@ -11,7 +11,7 @@ import numpy as np
 from ppq2l.errors import ConfigError
 from ppq2l.metric.functional import (AP_MODES, average_precision, threshold_metrics,
                                      top_k_metrics)
-from ppq2l.registry import METRICS, closest
+from ppq2l.registry import METRICS, closest, parse_component_entry
 
 ENTRY_SHAPE = "a one-key mapping such as `- MultiLabelMAP: {map_type: integral}`"
 
@@ -78,11 +78,6 @@ def build_metrics(entries: list[dict] | None, where: str = "Metric.Eval") -> lis
     metrics = []
     for index, entry in enumerate(entries):
         place = f"{where}.{index}"
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ConfigError(f"{place}: expected {ENTRY_SHAPE}; got {entry!r}")
-        (name, kwargs), = entry.items()
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise ConfigError(f"{place}: the keywords of {name!r} must be a mapping or empty, "
-                              f"expected {ENTRY_SHAPE}; got {kwargs!r}")
+        name, kwargs = parse_component_entry(entry, place, ENTRY_SHAPE)
         metrics.append(METRICS.build(name, kwargs, where=place))
     return metrics
