@@ -23,6 +23,7 @@ import yaml
 
 from ppq2l.errors import ConfigError
 from ppq2l.registry import closest
+from ppq2l.utils.atomic_write import write_text_atomic
 
 SECTIONS = ("Global", "Arch", "Loss", "Metric", "Optimizer", "DataLoader", "Infer", "EMA", "AMP")
 REQUIRED_SECTIONS = ("Global", "Arch")
@@ -264,11 +265,7 @@ def config_to_yaml(config: dict) -> str:
 
 def save_config(config: dict, path: str | os.PathLike) -> None:
     """Write the resolved config next to a run's outputs (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(config_to_yaml(config), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, config_to_yaml(config))
 
 
 def parse_args(argv: Sequence[str] | None = None, description: str = "") -> argparse.Namespace:

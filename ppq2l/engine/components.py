@@ -18,6 +18,7 @@ from ppq2l.config import config_to_yaml, save_config
 from ppq2l.engine.checkpoint import load_model_weights
 from ppq2l.engine.runtime import Precision, configure_threads, resolve_device, seed_everything
 from ppq2l.errors import ConfigError
+from ppq2l.utils.atomic_write import write_text_atomic
 from ppq2l.utils.logger import log_to_file
 
 
@@ -97,10 +98,7 @@ def json_safe(value: Any) -> Any:
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write `data` as JSON through a temporary file and a rename."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(json_safe(data), indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(json_safe(data), indent=2) + "\n")
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

@@ -2,6 +2,7 @@
 checkpoints (`latest.pth` every epoch, `best_model.pth` when the main metric improves)."""
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -124,7 +125,7 @@ class Trainer:
                 logits = model(images)
             loss = self.loss_fn(logits, targets)["loss"]
             loss_value = loss.item()
-            if not torch.isfinite(torch.tensor(loss_value)):
+            if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
                     f"the loss is {loss_value} at epoch {epoch}, step {step} (global step "
                     f"{self.global_step + 1}); training stopped and {LATEST} was left as it was. "

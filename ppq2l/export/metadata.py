@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import yaml
 
 from ppq2l.errors import ConfigError
+from ppq2l.utils.atomic_write import write_text_atomic
 
 METADATA_KEY = "ppq2l"
 METADATA_FORMAT = "ppq2l.multilabel"
@@ -92,13 +93,8 @@ def metadata_from_properties(properties: Mapping[str, str], source: str) -> dict
 
 def write_inference_yml(path: str | os.PathLike, metadata: Mapping[str, Any]) -> Path:
     """Write the human-readable copy of the metadata next to the model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True),
-                         encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_text_atomic(path, yaml.safe_dump(dict(metadata), sort_keys=False,
+                                                  allow_unicode=True))
 
 
 def read_inference_yml(path: str | os.PathLike) -> dict[str, Any]:
