@@ -157,11 +157,17 @@ def _total_steps(steps_per_epoch: int, epochs: int, where: str) -> int:
     return steps_per_epoch * epochs
 
 
+def group_rates(optimizer: Optimizer, learning_rate: float) -> list[float]:
+    """The base rate of each parameter group: `learning_rate` times the group's `lr_scale`
+    (set from `Optimizer.lr_multipliers`; 1 when absent)."""
+    return [learning_rate * float(group.get("lr_scale", 1.0)) for group in optimizer.param_groups]
+
+
 def _set_base_lr(optimizer: Optimizer, learning_rate: float) -> None:
     # The schedule, not the optimizer keywords, owns the base rate.
-    for group in optimizer.param_groups:
-        group["lr"] = learning_rate
-        group["initial_lr"] = learning_rate
+    for group, rate in zip(optimizer.param_groups, group_rates(optimizer, learning_rate)):
+        group["lr"] = rate
+        group["initial_lr"] = rate
 
 
 @LR_SCHEDULERS.register(name="OneCycleLR")
@@ -187,7 +193,7 @@ def build_one_cycle(optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, 
         raise ConfigError(f"{where}: cycle_momentum needs an optimizer with momentum or betas; "
                           f"set cycle_momentum: false")
     return OneCycleSchedule(
-        optimizer, max_lr=learning_rate, total_steps=_total_steps(steps_per_epoch, epochs, where),
+        optimizer, max_lr=group_rates(optimizer, learning_rate), total_steps=_total_steps(steps_per_epoch, epochs, where),
         pct_start=pct_start, anneal_strategy=anneal_strategy, cycle_momentum=cycle_momentum,
         base_momentum=require_number(base_momentum, "base_momentum", where, minimum=0.0),
         max_momentum=require_number(max_momentum, "max_momentum", where, minimum=0.0),

@@ -2,7 +2,7 @@
 decay off norm weights and biases, and the learning-rate schedule from `Optimizer.lr`."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -85,24 +85,58 @@ def is_norm_or_bias(name: str, parameter: torch.Tensor) -> bool:
     return parameter.ndim <= 1 or leaf in ("bias", "b") or leaf.endswith("_bias")
 
 
-def parameter_groups(model: nn.Module, no_weight_decay_on_norm_and_bias: bool = True) -> ParamGroups:
-    """Trainable parameters split into a decayed group and a group with weight_decay 0 (norm weights,
-    biases and names a module declares in `no_weight_decay()`); frozen parameters are left out."""
-    trainable: Iterable[tuple[str, nn.Parameter]] = (
-        (name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad)
-    if not no_weight_decay_on_norm_and_bias:
-        groups = [{"params": [parameter for _, parameter in trainable]}]
-    else:
-        declared = _declared_no_decay(model)
-        decay, no_decay = [], []
-        for name, parameter in trainable:
-            exempt = name in declared or is_norm_or_bias(name, parameter)
-            (no_decay if exempt else decay).append(parameter)
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [group for group in groups if group["params"]]
-    if not groups:
+def lr_scale_of(name: str, lr_multipliers: dict[str, float]) -> float:
+    """The multiplier of the longest prefix in `lr_multipliers` that names `name` or a module
+    containing it (`backbone` covers `backbone.body.conv1.weight`); 1 when none does."""
+    matches = [prefix for prefix in lr_multipliers if name == prefix or name.startswith(prefix + ".")]
+    return float(lr_multipliers[max(matches, key=len)]) if matches else 1.0
+
+
+def check_lr_multipliers(lr_multipliers: Any, names: list[str]) -> dict[str, float]:
+    """`Optimizer.lr_multipliers` as {module prefix: positive number}, each prefix naming at least
+    one trainable parameter."""
+    where = "Optimizer.lr_multipliers"
+    if lr_multipliers is None:
+        return {}
+    if not isinstance(lr_multipliers, dict):
+        raise ConfigError(f"{where} must map module names to numbers, e.g. {{backbone: 2.0}}; "
+                          f"got {lr_multipliers!r}")
+    modules = sorted({name.split(".", 1)[0] for name in names})
+    checked = {}
+    for prefix, scale in lr_multipliers.items():
+        if not any(name == prefix or name.startswith(f"{prefix}.") for name in names):
+            raise ConfigError(f"{where}: {prefix!r} names no trainable parameter; top-level modules: "
+                              f"{', '.join(modules)}")
+        checked[str(prefix)] = require_number(scale, str(prefix), where, above=0.0)
+    return checked
+
+
+def parameter_groups(model: nn.Module, no_weight_decay_on_norm_and_bias: bool = True,
+                     lr_multipliers: dict[str, float] | None = None) -> ParamGroups:
+    """Trainable parameters grouped by weight decay (norm weights, biases and names a module
+    declares in `no_weight_decay()` get 0 when `no_weight_decay_on_norm_and_bias`) and by learning-
+    rate multiplier (`lr_scale`, from `lr_multipliers` = {module prefix: factor}); frozen
+    parameters are left out."""
+    trainable: list[tuple[str, nn.Parameter]] = [
+        (name, parameter) for name, parameter in model.named_parameters() if parameter.requires_grad]
+    if not trainable:
         raise ConfigError("Optimizer: the model has no trainable parameters (all are frozen)")
-    return groups
+    multipliers = check_lr_multipliers(lr_multipliers, [name for name, _ in trainable])
+    declared = _declared_no_decay(model) if no_weight_decay_on_norm_and_bias else set()
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+    for name, parameter in trainable:
+        exempt = no_weight_decay_on_norm_and_bias and (
+            name in declared or is_norm_or_bias(name, parameter))
+        groups.setdefault((exempt, lr_scale_of(name, multipliers)), []).append(parameter)
+    result = []
+    for (exempt, scale), params in sorted(groups.items(), key=lambda item: item[0]):  # decayed first
+        group: dict[str, Any] = {"params": params}
+        if exempt:
+            group["weight_decay"] = 0.0
+        if scale != 1.0:
+            group["lr_scale"] = scale
+        result.append(group)
+    return result
 
 
 def build_optimizer(cfg: dict, model: nn.Module, steps_per_epoch: int,
@@ -119,13 +153,14 @@ def build_optimizer(cfg: dict, model: nn.Module, steps_per_epoch: int,
     lr_cfg = kwargs.pop("lr", None)
     exempt_norm_and_bias = require_flag(kwargs.pop("no_weight_decay_on_norm_and_bias", True),
                                         "no_weight_decay_on_norm_and_bias", where)
+    lr_multipliers = kwargs.pop("lr_multipliers", None)
     builder = OPTIMIZERS.get(name, where)
     check_keywords(builder, kwargs, f"{where} {name}")
     if not isinstance(lr_cfg, dict) or "learning_rate" not in lr_cfg:
         raise ConfigError(f"{where}.lr: expected a mapping with name and learning_rate, e.g. "
                           f"{{name: OneCycleLR, learning_rate: 1.0e-4, pct_start: 0.2}}; got {lr_cfg!r}")
     learning_rate = require_number(lr_cfg["learning_rate"], "learning_rate", f"{where}.lr", above=0.0)
-    groups = parameter_groups(model, exempt_norm_and_bias)
+    groups = parameter_groups(model, exempt_norm_and_bias, lr_multipliers)
     try:
         optimizer = builder(groups, learning_rate, **kwargs)
     except (ValueError, RuntimeError) as error:

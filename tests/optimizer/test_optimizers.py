@@ -126,3 +126,52 @@ def test_all_frozen_model_is_an_error():
 def test_config_mistakes_are_reported(config, message):
     with pytest.raises(ConfigError, match=message):
         build_optimizer(config, nn.Linear(2, 2), 2, 1)
+
+
+@pytest.mark.parametrize("lr_config", [
+    {"name": "OneCycleLR", "learning_rate": 1e-3, "pct_start": 0.5},
+    {"name": "CosineWarmup", "learning_rate": 1e-3, "warmup_epoch": 1},
+    {"name": "Constant", "learning_rate": 1e-3},
+    {"name": "MultiStepDecay", "learning_rate": 1e-3, "milestones": [1]},
+])
+def test_lr_multipliers_scale_a_module_through_the_whole_schedule(lr_config):
+    model = TinyModel()
+    config = {"name": "AdamW", "lr": lr_config, "lr_multipliers": {"encoder": 3.0, "encoder.norm": 0.5}}
+    optimizer, scheduler = build_optimizer(config, model, steps_per_epoch=4, epochs=3)
+    names = group_names(model, optimizer.param_groups)
+    scale_of = {name: group.get("lr_scale", 1.0)
+                for group, members in zip(optimizer.param_groups, names) for name in members}
+    assert scale_of["encoder.proj.weight"] == scale_of["encoder.pos_embed"] == 3.0
+    assert scale_of["encoder.norm.weight"] == 0.5  # the longest prefix wins
+    assert scale_of["conv.weight"] == scale_of["bn.bias"] == 1.0
+    plain = next(group for group in optimizer.param_groups if "lr_scale" not in group)
+    tripled = next(group for group in optimizer.param_groups if group.get("lr_scale") == 3.0)
+    for _ in range(12):
+        assert tripled["lr"] == pytest.approx(3.0 * plain["lr"], rel=1e-9)
+        optimizer.step()
+        scheduler.step()
+
+
+def test_lr_multipliers_keep_weight_decay_grouping():
+    model = TinyModel()
+    config = adamw_config(weight_decay=0.05, lr_multipliers={"encoder": 2})
+    optimizer, _ = build_optimizer(config, model, steps_per_epoch=2, epochs=1)
+    exempt_names = {"bn.bias", "bn.weight", "conv.bias", "fc.b", "in_proj_bias", "encoder.norm.bias",
+                    "encoder.norm.weight", "encoder.proj.bias", "encoder.pos_embed"}
+    groups = list(zip(optimizer.param_groups, group_names(model, optimizer.param_groups)))
+    assert len(groups) == 4  # {decayed, exempt} x {x1, x2}
+    for group, members in groups:
+        exempt = group.get("weight_decay") == 0.0
+        assert all((name in exempt_names) == exempt for name in members), members
+        assert all(name.startswith("encoder.") == ("lr_scale" in group) for name in members), members
+
+
+@pytest.mark.parametrize("multipliers, message", [
+    ({"backbone": 2.0}, r"'backbone' names no trainable parameter; top-level modules: bn, conv, encoder"),
+    ({"frozen_queries": 2.0}, "'frozen_queries' names no trainable parameter"),
+    ({"encoder": 0}, "encoder"),
+    ([2.0], "must map module names to numbers"),
+])
+def test_lr_multiplier_mistakes(multipliers, message):
+    with pytest.raises(ConfigError, match=message):
+        build_optimizer(adamw_config(lr_multipliers=multipliers), TinyModel(), 2, 1)
