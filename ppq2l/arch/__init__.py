@@ -15,8 +15,8 @@ from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
 
 __all__ = ["build_model", "build_backbone", "TimmBackbone", "PositionEmbeddingSine", "Transformer",
-           "GroupWiseLinear", "Query2Label", "PooledClassifier", "MLDecoder", "MLDecoderHead", "backbone", "pooled",
-           "position_encoding", "query2label", "transformer"]
+           "GroupWiseLinear", "Query2Label", "PooledClassifier", "MLDecoder", "MLDecoderHead",
+           "backbone", "pooled", "position_encoding", "query2label", "transformer"]
 
 
 def build_model(arch_cfg: dict) -> nn.Module:
