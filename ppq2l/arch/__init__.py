@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ppq2l.arch import backbone, pooled, position_encoding, query2label, transformer
+from ppq2l.arch import backbone_torchvision, cvt  # registers TorchvisionResNet and CvT
 from ppq2l.arch.backbone import TimmBackbone, build_backbone
 from ppq2l.arch.ml_decoder import MLDecoder, MLDecoderHead
 from ppq2l.arch.ml_decoder_paddleclas import from_paddleclas_spelling

@@ -1,5 +1,7 @@
 """Image backbones: a timm model without its classifier that returns the last feature map (NCHW),
-plus `build_backbone`, which turns an `Arch.backbone` config entry into one."""
+plus `build_backbone`, which turns an `Arch.backbone` config entry into one. CNNs give NCHW maps,
+Swin-style models NHWC maps and ViT-style models (ViT, DeiT, EVA) token sequences; all three come
+out as NCHW."""
 from __future__ import annotations
 
 import os
@@ -28,12 +30,13 @@ class TimmBackbone(nn.Module):
     [B, num_channels, H/stride, W/stride]. `pretrained`: False (random), True (timm hub download,
     needs network) or a local weight file path."""
 
-    def __init__(self, name: str, pretrained: bool | str = False, out_stride: int = 32,
+    def __init__(self, name: str, pretrained: bool | str = False, out_stride: int | None = None,
                  **timm_kwargs: Any) -> None:
         super().__init__()
         check_timm_name(name)
         pretrained = check_pretrained(pretrained, name)
-        if isinstance(out_stride, bool) or not isinstance(out_stride, int) or out_stride < 1:
+        if out_stride is not None and (isinstance(out_stride, bool)
+                                       or not isinstance(out_stride, int) or out_stride < 1):
             raise ConfigError(f"backbone {name!r}: out_stride must be a positive integer, "
                               f"got {out_stride!r}")
         self.name = name
@@ -42,23 +45,65 @@ class TimmBackbone(nn.Module):
         self.stride = model_stride(self.body, name, out_stride)
         fmt = getattr(self.body, "output_fmt", "NCHW")
         self.output_fmt = str(getattr(fmt, "value", fmt))
-        if self.output_fmt not in ("NCHW", "NHWC"):
+        if self.output_fmt not in ("NCHW", "NHWC", "NLC"):
             raise ConfigError(f"backbone {name!r} returns features in layout {self.output_fmt!r}; "
-                              "only NCHW and NHWC feature maps are supported")
+                              "only NCHW and NHWC feature maps and NLC token sequences are "
+                              "supported")
         if isinstance(pretrained, str):
             load_local_weights(self.body, pretrained, name)
 
     def forward(self, images: Tensor) -> Tensor:
         """Feature map [B, num_channels, h, w] of images [B, 3, H, W]."""
+        if features_are_tokens(self.body):
+            check_token_model_input(self.body, self.name, images.shape[-2:])
         features = self.body.forward_features(images)
+        if features.dim() == 3:
+            return tokens_to_map(features, self.body, self.name, images.shape[-2:])
         if features.dim() != 4:
-            raise ConfigError(
-                f"backbone {self.name!r} returns a {features.dim()}-D output "
-                f"{tuple(features.shape)} (a token sequence, as ViT-style models give); only "
-                "models with a 2-D feature map (CNNs, Swin-style) are supported as backbones")
+            raise ConfigError(f"backbone {self.name!r} returns a {features.dim()}-D output "
+                              f"{tuple(features.shape)}; expected a feature map or tokens")
         if self.output_fmt == "NHWC":
             features = features.permute(0, 3, 1, 2)
         return features
+
+
+def features_are_tokens(model: nn.Module) -> bool:
+    """True for ViT-style models whose forward_features gives [B, prefix + h*w, C] tokens."""
+    return hasattr(model, "num_prefix_tokens") and hasattr(model, "patch_embed")
+
+
+def token_grid(model: nn.Module, size: tuple[int, int]) -> tuple[int, int]:
+    """The patch grid (rows, columns) a ViT-style `model` makes of an input of `size` (H, W)."""
+    patch_h, patch_w = model.patch_embed.patch_size
+    height, width = int(size[0]), int(size[1])
+    if getattr(model.patch_embed, "dynamic_img_pad", False):
+        return -(-height // patch_h), -(-width // patch_w)
+    return height // patch_h, width // patch_w
+
+
+def check_token_model_input(model: nn.Module, name: str, size: tuple[int, int]) -> None:
+    """A ViT-style model built for one input size (no dynamic_img_size) rejects others; say how
+    to build it for `size` instead of letting timm fail with an assertion."""
+    fixed = getattr(model.patch_embed, "img_size", None)
+    if getattr(model, "dynamic_img_size", False) or fixed is None:
+        return
+    if tuple(int(side) for side in size) != tuple(fixed):
+        raise ConfigError(
+            f"backbone {name!r} was built for {fixed[0]}x{fixed[1]} inputs but got "
+            f"{int(size[0])}x{int(size[1])}; set Arch.backbone.dynamic_img_size: True (any size, "
+            f"position embeddings interpolated) or img_size: [{int(size[0])}, {int(size[1])}]")
+
+
+def tokens_to_map(tokens: Tensor, model: nn.Module, name: str, size: tuple[int, int]) -> Tensor:
+    """[B, prefix + h*w, C] tokens of a ViT-style model -> [B, C, h, w]: class, register and
+    distillation tokens (timm's num_prefix_tokens) are dropped, patch tokens laid on the grid."""
+    prefix = int(getattr(model, "num_prefix_tokens", 0))
+    rows, cols = token_grid(model, size)
+    patches = tokens[:, prefix:]
+    if patches.shape[1] != rows * cols:
+        raise ConfigError(f"backbone {name!r}: {patches.shape[1]} patch tokens for an input of "
+                          f"{int(size[0])}x{int(size[1])}, expected a {rows}x{cols} grid")
+    return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], rows, cols)
 
 
 def build_backbone(cfg: dict, where: str = "Arch.backbone") -> nn.Module:
@@ -122,13 +167,17 @@ def create_headless_timm_model(name: str, pretrained: bool, timm_kwargs: dict) -
                           f"{name} constructor accepts.") from error
 
 
-def model_stride(model: nn.Module, name: str, out_stride: int) -> int:
-    """The total downsampling of `model`'s last feature map; it must equal `out_stride`."""
+def model_stride(model: nn.Module, name: str, out_stride: int | None) -> int:
+    """The total downsampling of `model`'s last feature map (timm's feature_info); when the config
+    gives `out_stride`, it must agree."""
     feature_info = getattr(model, "feature_info", None)
     if not feature_info:
+        if out_stride is None:
+            raise ConfigError(f"backbone {name!r}: timm gives no feature_info to read the stride "
+                              "from; set out_stride: N (the total downsampling)")
         return out_stride  # no metadata to check against: trust the config
     stride = int(feature_info[-1]["reduction"])
-    if stride != out_stride:
+    if out_stride is not None and stride != out_stride:
         raise ConfigError(
             f"backbone {name!r} gives features at stride {stride}, but out_stride is {out_stride}. "
             f"Set out_stride: {stride}, or ask timm for another stride with output_stride: N "
@@ -164,14 +213,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return dict(content)
 
 
-def load_local_weights(model: nn.Module, path: str | os.PathLike, name: str) -> None:
-    """Load a weight file into the headless `model`: classifier weights are dropped, everything
-    else must match exactly (names and shapes) or a CheckpointError lists the differences."""
+def load_local_weights(model: nn.Module, path: str | os.PathLike, name: str,
+                       ignored_prefixes: tuple[str, ...] = CLASSIFIER_PREFIXES) -> None:
+    """Load a weight file into the headless `model`: weights under `ignored_prefixes` (the
+    classifier) are dropped, everything else must match exactly (names and shapes) or a
+    CheckpointError lists the differences."""
     state = read_state_dict(path)
     expected = model.state_dict()
     state = {key: value for key, value in state.items()
-             if key in expected or not key.startswith(tuple(p + "." for p in CLASSIFIER_PREFIXES))}
-    # BatchNorm step counters are not weights; files from frozen-BN models lack them.
+             if key in expected or not key.startswith(tuple(p + "." for p in ignored_prefixes))}
+    # BatchNorm step counters are not weights; files from frozen-BN models lack them, and
+    # frozen-BN models have none to receive them.
+    state = {key: value for key, value in state.items()
+             if key in expected or not key.endswith("num_batches_tracked")}
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = value
@@ -183,7 +237,7 @@ def load_local_weights(model: nn.Module, path: str | os.PathLike, name: str) -> 
         problems = [f"{label} ({len(keys)}): {list_keys(keys)}" for label, keys in
                     (("missing", missing), ("unexpected", unexpected),
                      ("shape mismatch", mismatched)) if keys]
-        raise CheckpointError(f"backbone weight file {str(path)!r} does not fit timm model "
+        raise CheckpointError(f"backbone weight file {str(path)!r} does not fit backbone "
                               f"{name!r}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
 

@@ -134,7 +134,8 @@ def test_missing_and_corrupt_weight_files(tmp_path):
         TimmBackbone("test_resnet", pretrained=str(not_weights))
 
 
-def test_token_output_is_refused_with_a_clear_error():
-    backbone = TimmBackbone("test_vit", out_stride=16)
-    with pytest.raises(ConfigError, match="token sequence"):
-        backbone(torch.randn(1, 3, 160, 160))
+def test_token_output_comes_out_as_a_map_at_the_patch_stride():
+    backbone = TimmBackbone("test_vit")
+    size = backbone.body.patch_embed.img_size
+    rows, cols = (side // backbone.stride for side in size)
+    assert backbone(torch.randn(1, 3, *size)).shape == (1, backbone.num_channels, rows, cols)
