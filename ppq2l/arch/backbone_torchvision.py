@@ -39,7 +39,7 @@ class TorchvisionResNet(nn.Module):
     """A torchvision ResNet backbone. `arch`: resnet18..resnet152; `frozen_bn`: use
     FrozenBatchNorm2d (eps 1e-5 like BatchNorm2d; statistics and affine are buffers);
     `frozen_stages`: -1 trains everything, 0 freezes conv1/bn1, k freezes also layer1..layer_k
-    (official Query2Label: 1); `pretrained`: False, True (torchvision's ImageNet weights,
+    (official Query2Label: 1); `pretrained`: False, True (torchvision's IMAGENET1K_V1 weights,
     downloaded by torchvision) or a local weight file with torchvision key names."""
 
     def __init__(self, arch: str = "resnet101", pretrained: bool | str = False,
@@ -54,7 +54,8 @@ class TorchvisionResNet(nn.Module):
                               f"{len(STAGES)}, got {frozen_stages!r}")
         pretrained = check_pretrained(pretrained, arch)
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        weights = "DEFAULT" if pretrained is True else None
+        # The official Query2Label starts from torchvision's original ImageNet weights (V1).
+        weights = "IMAGENET1K_V1" if pretrained is True else None
         resnet = getattr(torchvision.models, arch)(weights=weights, norm_layer=norm_layer)
         self.name = arch
         self.body = ResNetBody(resnet)

@@ -89,3 +89,16 @@ def test_local_torchvision_weight_file_loads_and_a_wrong_one_is_explained(tmp_pa
 def test_bad_settings_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         build_backbone({"name": "TorchvisionResNet", **kwargs})
+
+
+def test_pretrained_true_asks_torchvision_for_the_original_imagenet_weights(monkeypatch):
+    requested = {}
+    original = torchvision.models.resnet18
+
+    def record(weights=None, **kwargs):
+        requested["weights"] = weights
+        return original(weights=None, **kwargs)  # no download in tests
+
+    monkeypatch.setattr(torchvision.models, "resnet18", record)
+    TorchvisionResNet("resnet18", pretrained=True)
+    assert requested["weights"] == "IMAGENET1K_V1"
