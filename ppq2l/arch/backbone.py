@@ -213,15 +213,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return dict(content)
 
 
-def load_local_weights(model: nn.Module, path: str | os.PathLike, name: str,
-                       ignored_prefixes: tuple[str, ...] = CLASSIFIER_PREFIXES) -> None:
-    """Load a weight file into the headless `model`: weights under `ignored_prefixes` (the
-    classifier) are dropped, everything else must match exactly (names and shapes) or a
-    CheckpointError lists the differences."""
+def load_local_weights(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Load a weight file into the headless `model`: classifier weights are dropped, everything
+    else must match exactly (names and shapes) or a CheckpointError lists the differences."""
     state = read_state_dict(path)
     expected = model.state_dict()
     state = {key: value for key, value in state.items()
-             if key in expected or not key.startswith(tuple(p + "." for p in ignored_prefixes))}
+             if key in expected or not key.startswith(tuple(p + "." for p in CLASSIFIER_PREFIXES))}
     # BatchNorm step counters are not weights; files from frozen-BN models lack them, and
     # frozen-BN models have none to receive them.
     state = {key: value for key, value in state.items()

@@ -1,12 +1,13 @@
 """CvT (Convolutional vision Transformer, Wu et al. 2021) as a backbone. timm has no CvT, so it
 is written here, with parameter names equal to the released Microsoft CvT ImageNet weights
 (`stage{i}.patch_embed.proj.weight`, `stage{i}.blocks.{j}.attn.conv_proj_q.conv.weight`, ...),
-so those files load strictly (their final `norm.*` and classifier `head.*` are not used).
+so those files load strictly (only the classifier `head.*` is dropped).
 
 Each stage: a strided convolution turns the map into tokens (convolutional token embedding),
 then transformer blocks whose queries, keys and values come from depth-wise conv + BatchNorm
 projections of the token map (keys/values at stride 2). The last stage prepends a class token.
-The backbone returns the last stage's patch tokens as an NCHW map (stride 16)."""
+The backbone returns the last stage's patch tokens after the final LayerNorm as an NCHW map
+(stride 16), as the official Query2Label uses CvT."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -16,13 +17,9 @@ import torch
 from torch import Tensor, nn
 from timm.layers import DropPath, trunc_normal_
 
-from ppq2l.arch.backbone import CLASSIFIER_PREFIXES, check_pretrained, load_local_weights
+from ppq2l.arch.backbone import check_pretrained, load_local_weights
 from ppq2l.errors import ConfigError
 from ppq2l.registry import BACKBONES
-
-# Top-level modules of the released classification model that the backbone has no use for.
-UNUSED_PREFIXES = (*CLASSIFIER_PREFIXES, "norm")
-
 
 @dataclass(frozen=True)
 class CvTSpec:
@@ -173,7 +170,7 @@ class Stage(nn.Module):
 
 
 class CvTBody(nn.Module):
-    """The stages `stage0..stage{n-1}` of a CvT model."""
+    """The stages `stage0..stage{n-1}` of a CvT model and the final LayerNorm `norm`."""
 
     def __init__(self, spec: CvTSpec) -> None:
         super().__init__()
@@ -189,13 +186,14 @@ class CvTBody(nn.Module):
             self.add_module(f"stage{index}", Stage(spec, index, in_chans, rates))
             in_chans = spec.dims[index]
         self.num_stages = len(spec.depths)
+        self.norm = nn.LayerNorm(spec.dims[-1], eps=1e-5)
         self.apply(init_weights)
 
     def forward(self, images: Tensor) -> Tensor:
         x = images
         for index in range(self.num_stages):
             x = getattr(self, f"stage{index}")(x)
-        return x
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -239,7 +237,7 @@ class CvT(nn.Module):
             stride *= step
         self.stride = stride
         if isinstance(pretrained, str):
-            load_local_weights(self.body, pretrained, arch, ignored_prefixes=UNUSED_PREFIXES)
+            load_local_weights(self.body, pretrained, arch)
 
     def forward(self, images: Tensor) -> Tensor:
         """Feature map [B, num_channels, H/stride, W/stride] of images [B, 3, H, W]."""

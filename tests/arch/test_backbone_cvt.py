@@ -44,10 +44,9 @@ def test_last_stage_patch_tokens_come_out_at_stride_16(tiny_cvt):
     assert tiny_cvt(torch.randn(2, 3, 64, 96)).shape == (2, 24, 4, 6)
 
 
-def test_parameter_names_are_the_released_ones_without_norm_and_head(tiny_cvt):
+def test_parameter_names_are_the_released_ones_without_head(tiny_cvt):
     released = released_key_names(TINY["dims"], TINY["depths"], cls_stage=2)
-    assert set(tiny_cvt.body.state_dict()) == set(released) - {
-        "norm.weight", "norm.bias", "head.weight", "head.bias"}
+    assert set(tiny_cvt.body.state_dict()) == set(released) - {"head.weight", "head.bias"}
     assert tiny_cvt.body.stage2.blocks[0].attn.conv_proj_k.conv.stride == (2, 2)
     assert tiny_cvt.body.stage0.patch_embed.proj.kernel_size == (7, 7)
 
@@ -77,6 +76,7 @@ def test_weight_file_with_released_names_loads_strictly(tiny_cvt, tmp_path):
     assert torch.equal(loaded.body.stage2.blocks[1].attn.proj_v.weight,
                        state["stage2.blocks.1.attn.proj_v.weight"])
     assert torch.equal(loaded.body.stage2.cls_token, state["stage2.cls_token"])
+    assert torch.equal(loaded.body.norm.bias, state["norm.bias"])
     del state["stage1.blocks.0.mlp.fc1.bias"]
     state["stage1.blocks.0.mlp.fc3.bias"] = torch.zeros(64)
     torch.save(state, path)
@@ -106,3 +106,12 @@ def test_class_token_does_not_leak_into_the_map(tiny_cvt):
 def test_bad_settings_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         build_backbone({"name": "CvT", **kwargs})
+
+
+def test_map_passes_through_the_final_layernorm_as_official_query2label_uses_it(tiny_cvt):
+    with torch.no_grad():
+        features = tiny_cvt.eval()(torch.randn(1, 3, 32, 32))
+    # Freshly initialised norm (weight 1, bias 0): every position has zero mean, unit variance.
+    torch.testing.assert_close(features.mean(dim=1), torch.zeros(1, 2, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(features.var(dim=1, unbiased=False), torch.ones(1, 2, 2),
+                               atol=1e-3, rtol=0)
