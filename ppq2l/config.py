@@ -48,6 +48,10 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "channels_last": False,
     "deterministic": False,
     "num_threads": None,
+    "update_freq": 1,  # accumulate gradients over N batches per optimizer step
+    "sync_bn": False,  # multi-process runs: SyncBatchNorm across ranks
+    "save_interval_steps": 0,  # > 0: also write latest.pth every N optimizer steps
+    "skip_nonfinite_steps": 0,  # skip up to N NaN/Inf-loss batches before stopping
 }
 EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,

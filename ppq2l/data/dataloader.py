@@ -56,34 +56,47 @@ def _option(options: dict, key: str, default: Any, kind: type, where: str, minim
 
 class SeededSampler(Sampler):
     """Yields `(index, sample_seed)` pairs in an order drawn from (seed, epoch); shards the order
-    across `num_replicas` processes (padding by repetition so every process gets as many)."""
+    across `num_replicas` processes. With `pad` (training) the order is padded by repetition so
+    every process gets as many samples; without it (evaluation) each sample goes to exactly one
+    process and the shards may differ in length by one."""
 
     def __init__(self, num_samples: int, shuffle: bool, seed: int,
-                 num_replicas: int | None = None, rank: int | None = None) -> None:
+                 num_replicas: int | None = None, rank: int | None = None, pad: bool = True) -> None:
         distributed = dist.is_available() and dist.is_initialized()
         self.num_replicas = num_replicas or (dist.get_world_size() if distributed else 1)
         self.rank = rank if rank is not None else (dist.get_rank() if distributed else 0)
         if not 0 <= self.rank < self.num_replicas:
             raise ValueError(f"rank {self.rank} is outside 0..{self.num_replicas - 1}")
-        self.num_samples, self.shuffle = num_samples, shuffle
+        self.num_samples, self.shuffle, self.pad = num_samples, shuffle, pad
         self.seed = seed & 0xFFFF_FFFF_FFFF_FFFF  # SeedSequence takes non-negative ints
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use `epoch` for the next pass (then count on from it)."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Use `epoch` for the next pass (then count on from it), leaving out its first `skip`
+        samples of this process (those a resumed run already trained on)."""
+        self.epoch, self.skip = int(epoch), int(skip)
 
     def __len__(self) -> int:
-        return -(-self.num_samples // self.num_replicas)
+        if self.pad:
+            return -(-self.num_samples // self.num_replicas)
+        return len(range(self.rank, self.num_samples, self.num_replicas))
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def shard(self) -> tuple[np.ndarray, np.ndarray]:
+        """This process's `(indices, sample_seeds)` for the current epoch."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        self.epoch += 1
         order = rng.permutation(self.num_samples) if self.shuffle else np.arange(self.num_samples)
         seeds = rng.integers(0, 2 ** 63 - 1, size=self.num_samples, dtype=np.int64)
-        total = len(self) * self.num_replicas
-        order, seeds = np.resize(order, total), np.resize(seeds, total)  # cyclic padding
-        for index, seed in zip(order[self.rank::self.num_replicas], seeds[self.rank::self.num_replicas]):
+        if self.pad:
+            total = -(-self.num_samples // self.num_replicas) * self.num_replicas
+            order, seeds = np.resize(order, total), np.resize(seeds, total)  # cyclic padding
+        return order[self.rank::self.num_replicas], seeds[self.rank::self.num_replicas]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices, seeds = self.shard()
+        skip, self.skip = self.skip, 0
+        self.epoch += 1
+        for index, seed in zip(indices[skip:], seeds[skip:]):
             yield int(index), int(seed)
 
 
@@ -145,9 +158,10 @@ class BatchCollator:
 class SeededDataLoader(DataLoader):
     """A DataLoader whose `set_epoch(epoch)` makes the epoch's order and augmentation reproducible."""
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the next pass's order and per-sample seeds from (seed, epoch)."""
-        self.sampler.set_epoch(epoch)
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Draw the next pass's order and per-sample seeds from (seed, epoch); leave out its
+        first `skip_batches` batches (already trained on before a mid-epoch checkpoint)."""
+        self.sampler.set_epoch(epoch, skip_batches * int(self.batch_size or 1))
 
 
 def build_dataset(dataset_cfg: Any, class_num: int, where: str) -> Any:
@@ -205,7 +219,7 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
     dataset = build_dataset(section["dataset"], class_num, f"{where}.dataset")
     batch_transforms = build_batch_transforms(section.get("batch_transform_ops"),
                                               f"{where}.batch_transform_ops")
-    sampler = SeededSampler(len(dataset), shuffle, seed)
+    sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)
     extra: dict[str, Any] = {}
     if num_workers > 0:  # both options only mean something with worker processes
         # No worker_init_fn calling cv2.setNumThreads: in a forked worker it can deadlock on the

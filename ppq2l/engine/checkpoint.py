@@ -15,9 +15,18 @@ MODEL_KEYS = ("model", "state_dict")  # where a checkpoint may keep the weights
 _SHOWN = 10  # how many offending keys an error lists before summarising
 
 
-def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where `save_checkpoint(..., keep_previous=True)` keeps the file it replaces
+    (`latest.pth` -> `latest.prev.pth`)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike,
+                    keep_previous: bool = False) -> Path:
     """Write `state` to `path` through a temporary file and a rename, so a crash mid-write leaves
-    the previous file intact."""
+    the previous file intact. With `keep_previous` the file being replaced moves to
+    `previous_path(path)` first, a fallback should `path` later be damaged (e.g. a truncated copy)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -26,6 +35,8 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
             torch.save(dict(state), handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous_path(path))
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -36,15 +47,17 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint onto the CPU with `weights_only=True`; any failure names the file."""
     path = Path(path)
+    fallback = previous_path(path)
+    hint = f"; the checkpoint before it is {fallback}" if fallback.is_file() else ""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}{hint}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     # The weights-only unpickler reports a damaged file with many exception types (KeyError,
     # IndexError, UnpicklingError, RuntimeError, ...), so every one of them is wrapped here.
     except Exception as error:  # noqa: BLE001 - re-raised as a CheckpointError naming the file
         raise CheckpointError(f"cannot read checkpoint {path}: it is truncated, corrupt or not a "
-                              f"torch file ({type(error).__name__}: {str(error)[:300]})") from None
+                              f"torch file ({type(error).__name__}: {str(error)[:300]}){hint}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, expected a dict of weights")
     return state

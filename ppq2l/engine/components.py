@@ -16,10 +16,11 @@ from torch import nn
 from ppq2l.arch import build_model
 from ppq2l.config import config_to_yaml, save_config
 from ppq2l.engine.checkpoint import load_model_weights
+from ppq2l.engine.distributed import get_world_size, init_distributed, is_main_process
 from ppq2l.engine.runtime import Precision, configure_threads, resolve_device, seed_everything
 from ppq2l.errors import ConfigError
 from ppq2l.utils.atomic_write import write_text_atomic
-from ppq2l.utils.logger import log_to_file
+from ppq2l.utils.logger import get_logger, log_to_file
 
 
 @dataclass
@@ -47,15 +48,20 @@ def start_run(config: dict, log_name: str) -> RunContext:
     """Create the output folder and log file, print and save the config, seed and pick a device."""
     settings = config["Global"]
     output_dir = Path(settings["output_dir"])
-    output_dir.mkdir(parents=True, exist_ok=True)
-    logger = log_to_file(output_dir / log_name)
-    logger.info("config:\n%s", config_to_yaml(config).rstrip())
-    save_config(config, output_dir / "config.yaml")
+    device = init_distributed(resolve_device(str(settings["device"])))
+    if is_main_process():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        logger = log_to_file(output_dir / log_name)
+        logger.info("config:\n%s", config_to_yaml(config).rstrip())
+        save_config(config, output_dir / "config.yaml")
+    else:  # the other ranks only report warnings and errors, and write no files
+        logger = get_logger()
+        logger.setLevel(logging.WARNING)
     configure_threads(settings["num_threads"])
     seed_everything(int(settings["seed"]), bool(settings["deterministic"]))
-    device = resolve_device(str(settings["device"]))
     precision = Precision(config.get("AMP"), device)
-    logger.info("device %s, precision %s, output %s", device, precision.describe(), output_dir)
+    logger.info("device %s x %d process(es), precision %s, output %s", device, get_world_size(),
+                precision.describe(), output_dir)
     return RunContext(config, device, precision, output_dir, logger)
 
 

@@ -30,6 +30,17 @@ def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, pre
     return np.concatenate(scores), np.concatenate(targets)
 
 
+def predict_dataset(model: nn.Module, loader: Any, device: torch.device, precision: Precision,
+                    channels_last: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """Scores and targets for the whole dataset in dataset order: each rank scores its own
+    unpadded shard and the shards are gathered, so every sample counts exactly once."""
+    from ppq2l.engine.distributed import gather_in_order
+
+    indices = loader.sampler.shard()[0]  # read before iterating, which moves to the next epoch
+    scores, targets = predict_scores(model, loader, device, precision, channels_last, desc)
+    return gather_in_order(indices, scores, targets)
+
+
 def compute_metrics(metrics: list, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
     """Merge the results of every metric on the same scores (targets binarised at 0.5)."""
     binary = (targets >= 0.5).astype(np.float32)
@@ -68,6 +79,7 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     from ppq2l.data.label_map import read_label_map
     from ppq2l.engine.components import (build_model_for_run, require_section, start_run,
                                          write_json)
+    from ppq2l.engine.distributed import is_main_process
     from ppq2l.metric import build_metrics
 
     weights = require_section(config, "Global.pretrained_model")
@@ -76,13 +88,14 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     loader = build_dataloader(require_section(config, "DataLoader.Eval"), "Eval", context.class_num,
                               int(config["Global"]["seed"]), context.device.type == "cuda")
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
-    scores, targets = predict_scores(model, loader, context.device, context.precision,
-                                     context.channels_last)
+    scores, targets = predict_dataset(model, loader, context.device, context.precision,
+                                      context.channels_last)
     results = compute_metrics(metrics, scores, targets)
     label_file = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
     names = read_label_map(label_file, context.class_num) if label_file else None
     context.logger.info("evaluation of %s on %d images:\n%s", weights, len(scores),
                         format_metrics(results, names))
-    write_json(context.output_dir / "eval_metrics.json",
-               {"weights": str(weights), "num_images": int(len(scores)), **results})
+    if is_main_process():
+        write_json(context.output_dir / "eval_metrics.json",
+                   {"weights": str(weights), "num_images": int(len(scores)), **results})
     return results

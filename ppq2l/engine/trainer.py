@@ -1,20 +1,28 @@
 """Training: one epoch of optimisation, evaluation of the regular and EMA weights, and the
-checkpoints (`latest.pth` every epoch, `best_model.pth` when the main metric improves)."""
+checkpoints (`latest.pth` every epoch and every `Global.save_interval_steps` optimizer steps,
+`best_model.pth` when the main metric improves). Under torchrun the model runs in
+DistributedDataParallel; rank 0 alone logs and writes files. `Global.update_freq: N` accumulates
+the gradients of N micro-batches (each loss divided by N) before one optimizer/scheduler/EMA step."""
 from __future__ import annotations
 
 import math
 import random
+from contextlib import nullcontext
 import time
 from typing import Any
 
+import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from ppq2l.data import build_dataloader
 from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
                                      require_section, start_run)
 from ppq2l.engine.ema import ModelEMA
-from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_scores
+from ppq2l.engine.distributed import (barrier, get_world_size, is_distributed, is_main_process,
+                                      mean_over_ranks)
+from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
 from ppq2l.errors import CheckpointError, Ppq2lError
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
@@ -37,6 +45,13 @@ class Trainer:
         settings = config["Global"]
         self.epochs = int(settings["epochs"])
         self.model = build_model_for_run(self.context, settings["pretrained_model"])
+        self.update_freq = max(1, int(settings["update_freq"]))
+        self.train_model: torch.nn.Module = self.model
+        if is_distributed():
+            if settings["sync_bn"]:
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            device_ids = [self.context.device.index] if self.context.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
         use_cuda = self.context.device.type == "cuda"
         seed = int(settings["seed"])
         self.train_loader = build_dataloader(require_section(config, "DataLoader.Train"), "Train",
@@ -49,18 +64,25 @@ class Trainer:
         self.metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
         self.main_key = main_metric_key(self.metrics)
         self.optimizer, self.lr_scheduler = build_optimizer(
-            require_section(config, "Optimizer"), self.model, len(self.train_loader), self.epochs)
+            require_section(config, "Optimizer"), self.model, self.steps_per_epoch(), self.epochs)
         ema_config = config.get("EMA")
         self.ema = ModelEMA(self.model, ema_config["decay"], ema_config["warmup"]) if ema_config else None
         self.scaler = self.context.precision.scaler
-        self.start_epoch, self.global_step = 1, 0
+        self.start_epoch, self.global_step, self.resume_batches = 1, 0, 0
+        self.skipped_nonfinite = 0
         self.best: dict[str, Any] = {"metric": self.main_key, "value": None, "epoch": None, "source": None}
         if settings["checkpoints"]:
             self.resume(settings["checkpoints"])
 
     # ----------------------------------------------------------------------------- checkpoints
-    def checkpoint_state(self, epoch: int) -> dict[str, Any]:
-        """Everything needed to continue this run after `epoch`."""
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: one per `update_freq` micro-batches (a partial group at the
+        end of the epoch also steps)."""
+        return -(-len(self.train_loader) // self.update_freq)
+
+    def checkpoint_state(self, epoch: int, epoch_batches: int = 0) -> dict[str, Any]:
+        """Everything needed to continue this run after `epoch` (or, with `epoch_batches` > 0,
+        inside epoch `epoch + 1` after that many of its batches)."""
         return {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
@@ -69,8 +91,11 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": epoch,
             "global_step": self.global_step,
+            "epoch_batches": epoch_batches,
+            "skipped_nonfinite": self.skipped_nonfinite,
             "best": dict(self.best),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "numpy": _numpy_state_to_tensors(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "config": self.config,
         }
@@ -97,59 +122,120 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state.get("global_step", 0))
+        self.resume_batches = int(state.get("epoch_batches", 0))
+        self.skipped_nonfinite = int(state.get("skipped_nonfinite", 0))
         self.best = dict(state.get("best") or self.best)
         rng = state.get("rng") or {}
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "python" in rng:
             random.setstate(rng["python"])
+        if "numpy" in rng:
+            np.random.set_state(_numpy_state_from_tensors(rng["numpy"]))
         if rng.get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.logger.info("resumed from %s: continuing at epoch %d (step %d), best %s = %s",
-                         path, self.start_epoch, self.global_step, self.main_key, self.best["value"])
+        self.logger.info("resumed from %s: continuing at epoch %d after its batch %d (step %d), "
+                         "best %s = %s", path, self.start_epoch, self.resume_batches,
+                         self.global_step, self.main_key, self.best["value"])
 
     # ----------------------------------------------------------------------------- training
-    def train_one_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training loader; returns the mean loss, last lr and throughput."""
-        context, model = self.context, self.model
-        model.train()
+    def train_one_epoch(self, epoch: int, first_batch: int = 0) -> dict[str, float]:
+        """One pass over the training loader, starting after `first_batch` batches (a resumed
+        mid-epoch run); returns the mean loss, last lr, throughput, data-wait fraction and peak
+        GPU memory."""
+        context, settings = self.context, self.config["Global"]
+        self.train_model.train()
         memory_format = torch.channels_last if context.channels_last else torch.contiguous_format
-        clip = self.config["Global"]["clip_grad_norm"]
-        print_every = max(1, int(self.config["Global"]["print_batch_step"]))
-        loss_sum, seen, started = 0.0, 0, time.perf_counter()
+        print_every = max(1, int(settings["print_batch_step"]))
+        interval = int(settings["save_interval_steps"] or 0)
+        total = len(self.train_loader)
+        loss_sum, seen, waited, started = 0.0, 0, 0.0, time.perf_counter()
+        if context.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(context.device)
         bar = progress(self.train_loader, desc=f"epoch {epoch}/{self.epochs}")
-        for step, (images, targets) in enumerate(bar, start=1):
+        fetch_started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        for step, (images, targets) in enumerate(bar, start=first_batch + 1):
+            waited += time.perf_counter() - fetch_started
             images = images.to(context.device, non_blocking=True, memory_format=memory_format)
             targets = targets.to(context.device, non_blocking=True)
-            with context.precision.autocast():
-                logits = model(images)
-            loss = self.loss_fn(logits, targets)["loss"]
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"the loss is {loss_value} at epoch {epoch}, step {step} (global step "
-                    f"{self.global_step + 1}); training stopped and {LATEST} was left as it was. "
-                    f"Try a lower Optimizer.lr.learning_rate, Global.clip_grad_norm, or AMP.dtype=bfloat16")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip))
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.lr_scheduler.step()
-            if self.ema is not None:
-                self.ema.update(model)
-            self.global_step += 1
+            boundary = step % self.update_freq == 0 or step == total
+            sync = nullcontext() if boundary or not is_distributed() else self.train_model.no_sync()
+            with sync:
+                with context.precision.autocast():
+                    logits = self.train_model(images)
+                loss = self.loss_fn(logits, targets)["loss"]
+                loss_value = mean_over_ranks(loss.item(), context.device)
+                if not math.isfinite(loss_value):
+                    self.handle_nonfinite(loss_value, epoch, step)
+                    fetch_started = time.perf_counter()
+                    continue
+                self.scaler.scale(loss / self.update_freq).backward()
+            if boundary:
+                self.optimizer_step()
+                if interval and self.global_step % interval == 0 and step < total:
+                    self.save_latest(epoch - 1, step)
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
-            if step % print_every == 0 or step == len(self.train_loader):
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.current_lr():.2e}",
-                                     img_s=f"{seen / (time.perf_counter() - started):.1f}")
+            if step % print_every == 0 or step == total:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", lr=f"{self.current_lr():.2e}",
+                                img_s=f"{seen * get_world_size() / elapsed:.1f}",
+                                data=f"{waited / elapsed:.0%}", **self.memory_postfix())
+            fetch_started = time.perf_counter()
         bar.close()
         elapsed = time.perf_counter() - started
-        return {"loss": loss_sum / max(seen, 1), "lr": self.current_lr(),
-                "images_per_second": seen / elapsed, "epoch_seconds": elapsed}
+        stats = {"loss": loss_sum / max(seen, 1), "lr": self.current_lr(),
+                 "images_per_second": seen * get_world_size() / elapsed,
+                 "data_wait_fraction": waited / elapsed, "epoch_seconds": elapsed,
+                 "skipped_nonfinite": self.skipped_nonfinite}
+        if context.device.type == "cuda":
+            stats["peak_memory_gib"] = torch.cuda.max_memory_allocated(context.device) / 2 ** 30
+        return stats
+
+    def optimizer_step(self) -> None:
+        """Apply the accumulated gradients: clip, optimizer, scaler, scheduler and EMA."""
+        clip = self.config["Global"]["clip_grad_norm"]
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.global_step += 1
+
+    def handle_nonfinite(self, loss_value: float, epoch: int, step: int) -> None:
+        """Skip a NaN/Inf loss while `Global.skip_nonfinite_steps` allows, else stop the run with
+        the last good checkpoint untouched."""
+        allowed = int(self.config["Global"]["skip_nonfinite_steps"] or 0)
+        self.optimizer.zero_grad(set_to_none=True)  # drop this accumulation group's gradients
+        if self.skipped_nonfinite < allowed:
+            self.skipped_nonfinite += 1
+            self.logger.warning("the loss is %s at epoch %d, step %d: batch skipped (%d of %d "
+                                "allowed by Global.skip_nonfinite_steps)", loss_value, epoch, step,
+                                self.skipped_nonfinite, allowed)
+            return
+        raise NonFiniteLossError(
+            f"the loss is {loss_value} at epoch {epoch}, step {step} (global step "
+            f"{self.global_step + 1}); training stopped and {LATEST} was left as it was. "
+            f"Try a lower Optimizer.lr.learning_rate, Global.clip_grad_norm, AMP.dtype=bfloat16, "
+            f"or Global.skip_nonfinite_steps")
+
+    def memory_postfix(self) -> dict[str, str]:
+        """Peak GPU memory for the progress line (nothing on CPU)."""
+        if self.context.device.type != "cuda":
+            return {}
+        return {"mem": f"{torch.cuda.max_memory_allocated(self.context.device) / 2 ** 30:.1f}G"}
+
+    def save_latest(self, epoch: int, epoch_batches: int = 0) -> None:
+        """Rank 0 writes `latest.pth` (atomically); every rank waits until it is on disk."""
+        if is_main_process():
+            save_checkpoint(self.checkpoint_state(epoch, epoch_batches), self.context.output_dir / LATEST,
+                            keep_previous=True)
+        barrier()
 
     def current_lr(self) -> float:
         """The learning rate of the first parameter group."""
@@ -160,8 +246,8 @@ class Trainer:
         context, results = self.context, {}
         candidates = [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else [])
         for source, network in candidates:
-            scores, targets = predict_scores(network, self.eval_loader, context.device,
-                                             context.precision, context.channels_last, desc=source)
+            scores, targets = predict_dataset(network, self.eval_loader, context.device,
+                                              context.precision, context.channels_last, desc=source)
             results[source] = compute_metrics(self.metrics, scores, targets)
             scalars = {key: value for key, value in results[source].items() if key != "per_class_AP"}
             self.logger.info("epoch %d %s: %s", epoch, source, format_metrics(scalars))
@@ -170,9 +256,11 @@ class Trainer:
         if value is not None and (self.best["value"] is None or value > self.best["value"]):
             self.best = {"metric": self.main_key, "value": float(value), "epoch": epoch, "source": source}
             weights = dict(candidates)[source].state_dict()
-            save_checkpoint({"model": weights, "epoch": epoch, "source": source,
-                             "metrics": results[source], "config": self.config},
-                            context.output_dir / BEST)
+            if is_main_process():
+                save_checkpoint({"model": weights, "epoch": epoch, "source": source,
+                                 "metrics": results[source], "config": self.config},
+                                context.output_dir / BEST)
+            barrier()
             self.logger.info("new best %s %.2f (%s weights, epoch %d) -> %s", self.main_key, value,
                              source, epoch, context.output_dir / BEST)
         return results
@@ -181,25 +269,29 @@ class Trainer:
         """Run the configured epochs; returns the best metric record."""
         settings, context = self.config["Global"], self.context
         patience = int(settings["early_stop_patience"] or 0)
-        self.logger.info("training %d epochs of %d steps (batch %d)", self.epochs,
-                         len(self.train_loader), self.train_loader.batch_size or 0)
+        self.logger.info("training %d epochs of %d batches of %d per process x %d process(es), "
+                         "update every %d batch(es)", self.epochs, len(self.train_loader),
+                         self.train_loader.batch_size or 0, get_world_size(), self.update_freq)
         for epoch in range(self.start_epoch, self.epochs + 1):
-            if hasattr(self.train_loader, "set_epoch"):
-                self.train_loader.set_epoch(epoch)
-            stats = self.train_one_epoch(epoch)
-            self.logger.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f img/s, %.0f s", epoch,
-                             self.epochs, stats["loss"], stats["lr"], stats["images_per_second"],
-                             stats["epoch_seconds"])
+            first_batch, self.resume_batches = self.resume_batches, 0
+            self.train_loader.set_epoch(epoch, first_batch)
+            stats = self.train_one_epoch(epoch, first_batch)
+            memory = f", peak GPU memory {stats['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in stats else ""
+            self.logger.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f img/s, data wait %.0f%%, %.0f s, "
+                             "%d non-finite steps skipped%s", epoch, self.epochs, stats["loss"],
+                             stats["lr"], stats["images_per_second"], 100 * stats["data_wait_fraction"],
+                             stats["epoch_seconds"], stats["skipped_nonfinite"], memory)
             record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **stats}
             due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.epochs
             if self.eval_loader is not None and due:
                 results = self.evaluate(epoch)
                 record.update({f"{source}_{key}": value for source, values in results.items()
                                for key, value in values.items() if key != "per_class_AP"})
-            save_checkpoint(self.checkpoint_state(epoch), context.output_dir / LATEST)
-            if settings["save_interval"] and epoch % int(settings["save_interval"]) == 0:
-                save_checkpoint(self.checkpoint_state(epoch), context.output_dir / f"epoch_{epoch}.pth")
-            append_jsonl(context.output_dir / "metrics.jsonl", record)
+            self.save_latest(epoch)
+            if is_main_process():
+                if settings["save_interval"] and epoch % int(settings["save_interval"]) == 0:
+                    save_checkpoint(self.checkpoint_state(epoch), context.output_dir / f"epoch_{epoch}.pth")
+                append_jsonl(context.output_dir / "metrics.jsonl", record)
             if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
                 self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
                 break
@@ -212,3 +304,16 @@ class Trainer:
 def _rank(value: Any) -> float:
     """Order metric values, putting a missing or NaN value last."""
     return float("-inf") if value is None or value != value else float(value)
+
+
+def _numpy_state_to_tensors() -> dict[str, Any]:
+    """NumPy's global RNG state in types a `weights_only` checkpoint can hold."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_tensors(state: dict[str, Any]) -> tuple:
+    """The inverse of `_numpy_state_to_tensors`, for `np.random.set_state`."""
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["position"],
+            state["has_gauss"], state["cached_gaussian"])

@@ -37,10 +37,10 @@ def test_resume_continues_from_the_saved_epoch(tiny_config, tmp_path, monkeypatc
     tiny_config["Global"]["epochs"] = 2
     original = Trainer.train_one_epoch
 
-    def crash_in_second_epoch(self, epoch):
+    def crash_in_second_epoch(self, epoch, *args):
         if epoch == 2:
             raise KeyboardInterrupt
-        return original(self, epoch)
+        return original(self, epoch, *args)
 
     monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
@@ -131,3 +131,23 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 1"):
         trainer.train_one_epoch(2)
     assert load_checkpoint(tmp_path / "output" / "latest.pth")["epoch"] == 1
+
+
+def test_skip_nonfinite_steps_skips_up_to_the_limit_and_counts_them(tiny_config, tmp_path):
+    tiny_config["Global"]["skip_nonfinite_steps"] = 1
+    tiny_config["Global"]["eval_during_train"] = False
+    trainer = Trainer(tiny_config)
+    original, calls = trainer.loss_fn.forward, iter(range(100))
+
+    def nan_on_second_and_fifth(logits, targets):
+        loss = original(logits, targets)["loss"]
+        return {"loss": loss * float("nan") if next(calls) in (1, 4) else loss}
+
+    trainer.loss_fn.forward = nan_on_second_and_fifth
+    trainer.train_loader.set_epoch(1)
+    stats = trainer.train_one_epoch(1)
+    assert stats["skipped_nonfinite"] == 1 and trainer.global_step == 2  # 3 batches, 1 skipped
+    from ppq2l.engine.trainer import NonFiniteLossError
+    trainer.train_loader.set_epoch(2)
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 2"):
+        trainer.train_one_epoch(2)
