@@ -68,6 +68,15 @@ def mean_over_ranks(value: float, device: torch.device) -> float:
     return float(tensor.item()) / get_world_size()
 
 
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank. Each rank updates
+    them from its own batches after DDP's per-forward broadcast, so before evaluating, every rank
+    must hold the statistics that rank 0 saves in the checkpoint."""
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 def gather_in_order(indices: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Collect every rank's rows (of different lengths) and put them in dataset order by
     `indices`. The evaluation shards are not padded, so each sample is counted exactly once."""

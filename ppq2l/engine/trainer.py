@@ -20,7 +20,7 @@ from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint, save_chec
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
                                      require_section, start_run)
 from ppq2l.engine.ema import ModelEMA
-from ppq2l.engine.distributed import (barrier, get_world_size, is_distributed, is_main_process,
+from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
                                       mean_over_ranks)
 from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
 from ppq2l.errors import CheckpointError, Ppq2lError
@@ -246,6 +246,7 @@ class Trainer:
         context, results = self.context, {}
         candidates = [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else [])
         for source, network in candidates:
+            broadcast_buffers(network)
             scores, targets = predict_dataset(network, self.eval_loader, context.device,
                                               context.precision, context.channels_last, desc=source)
             results[source] = compute_metrics(self.metrics, scores, targets)
@@ -298,6 +299,7 @@ class Trainer:
         self.logger.info("done: best %s %s at epoch %s (%s weights)", self.main_key,
                          "n/a" if self.best["value"] is None else f"{self.best['value']:.2f}",
                          self.best["epoch"], self.best["source"])
+        cleanup()  # leave the process group (torchrun runs) before the interpreter exits
         return self.best
 
 
