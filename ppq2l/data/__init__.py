@@ -20,6 +20,11 @@ _LAZY_ATTRIBUTES = {
     "build_batch_transforms": "ppq2l.data.batch_transforms",
     "BatchCompose": "ppq2l.data.batch_transforms",
     "MultiLabelListDataset": "ppq2l.data.list_dataset",
+    "coco_dataset": "ppq2l.data.coco_dataset",
+    "csv_dataset": "ppq2l.data.csv_dataset",
+    "CocoDataset": "ppq2l.data.coco_dataset",
+    "CsvDataset": "ppq2l.data.csv_dataset",
+    "dataset_check": "ppq2l.data.dataset_check",
 }
 
 __all__ = ["label_map", "transforms", "read_label_map", "build_transforms", *_LAZY_ATTRIBUTES]

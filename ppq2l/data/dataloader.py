@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
+from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
 from ppq2l.data.list_dataset import as_compose
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.registry import DATASETS, closest
@@ -110,10 +111,10 @@ class SeededSampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, np.ndarray, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, np.ndarray, int] | None:
         index, seed = key
-        image, labels = self.dataset.get(index, np.random.default_rng(seed))
-        return image, labels, seed
+        sample = self.dataset.get(index, np.random.default_rng(seed))
+        return None if sample is None else (*sample, seed)  # None: a skipped bad image
 
     def __getattr__(self, name: str) -> Any:
         # dunder lookups (pickling, DataLoader's __getitems__ probe) must not reach the wrapped set
@@ -145,7 +146,10 @@ class BatchCollator:
                     f"{described}; end the list with a fixed-size ResizeImage (or CropImage), "
                     "NormalizeImage and ToCHWImage")
 
-    def __call__(self, samples: Sequence[tuple[Any, np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, samples: Sequence[tuple[Any, np.ndarray, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        samples = [sample for sample in samples if sample is not None]  # skip_bad_images drops
+        if not samples:  # every image of the batch was unreadable
+            return torch.empty(0, 3, 1, 1), torch.empty(0, 0)
         images, labels, seeds = zip(*samples)
         self.check(images)
         batch = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))
@@ -217,6 +221,9 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                           "in shared memory; remove the key or set it to True")
 
     dataset = build_dataset(section["dataset"], class_num, f"{where}.dataset")
+    if mode != TRAIN_MODE and getattr(dataset, "skip_bad_images", False):
+        raise ConfigError(f"{where}.dataset.skip_bad_images: evaluation must score every sample; "
+                          "find the bad images with tools/check_dataset.py and fix or remove them")
     batch_transforms = build_batch_transforms(section.get("batch_transform_ops"),
                                               f"{where}.batch_transform_ops")
     sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)

@@ -38,13 +38,16 @@ class MultiLabelImageDataset(Dataset):
     `(image float32 [3, H, W], labels float32 [C])`. Subclasses only parse their annotation format."""
 
     def __init__(self, image_paths: Sequence[str], labels: np.ndarray, sources: Sequence[str],
-                 transform_ops: list[dict] | Compose | None) -> None:
+                 transform_ops: list[dict] | Compose | None, skip_bad_images: bool = False) -> None:
         if not len(image_paths):
             raise DataError(f"no samples in {sources or 'the annotations'}")
         self.image_paths = list(image_paths)
         self.labels = np.asarray(labels, dtype=np.uint8)
         self.sources = list(sources)  # where each sample is described, for error messages
         self.transforms = as_compose(transform_ops)
+        if not isinstance(skip_bad_images, bool):
+            raise ConfigError(f"skip_bad_images must be true or false, got {skip_bad_images!r}")
+        self.skip_bad_images = skip_bad_images  # True: an undecodable image yields None (dropped)
 
     @property
     def class_num(self) -> int:
@@ -54,18 +57,23 @@ class MultiLabelImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
-    def get(self, index: int, rng: np.random.Generator | None = None) -> tuple[Any, np.ndarray]:
+    def get(self, index: int, rng: np.random.Generator | None = None) -> tuple[Any, np.ndarray] | None:
         """Sample `index` transformed with random numbers from `rng`; a missing or broken image is a
-        DataError naming the file and where it is listed (no other sample is substituted)."""
+        DataError naming the file and where it is listed (no other sample is substituted), or,
+        with `skip_bad_images`, None: the collate function drops it and the epoch log counts it."""
         path, source = self.image_paths[index], self.sources[index]
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
         except OSError as error:
+            if self.skip_bad_images:
+                return None
             raise DataError(f"cannot read image {path} ({source}): {error.strerror or error}") from error
         try:
             image = self.transforms(data, rng)
         except Ppq2lError as error:
+            if self.skip_bad_images and isinstance(error, DataError):
+                return None
             raise type(error)(f"image {path} ({source}): {error}") from error
         return image, self.labels[index].astype(np.float32)
 
@@ -119,7 +127,7 @@ class MultiLabelListDataset(MultiLabelImageDataset):
 
     def __init__(self, image_root: str | os.PathLike, cls_label_path: str | os.PathLike,
                  transform_ops: list[dict] | Compose | None, class_num: int,
-                 delimiter: str = "\t") -> None:
+                 delimiter: str = "\t", skip_bad_images: bool = False) -> None:
         class_num = check_class_num(class_num)
         if not isinstance(delimiter, str) or not delimiter or delimiter == ",":
             raise ConfigError(f"delimiter must be a non-empty string other than ',' (labels are "
@@ -128,4 +136,4 @@ class MultiLabelListDataset(MultiLabelImageDataset):
         self.image_root, self.cls_label_path = str(image_root), str(cls_label_path)
         sources = [f"line {number} of {cls_label_path}" for number in numbers]
         super().__init__([os.path.join(self.image_root, name) for name in relative], labels, sources,
-                         transform_ops)
+                         transform_ops, skip_bad_images)

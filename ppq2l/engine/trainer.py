@@ -155,8 +155,13 @@ class Trainer:
         bar = progress(self.train_loader, desc=f"epoch {epoch}/{self.epochs}")
         fetch_started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
+        received = 0  # samples that reached the loop; the rest were skipped bad images
         for step, (images, targets) in enumerate(bar, start=first_batch + 1):
             waited += time.perf_counter() - fetch_started
+            received += images.shape[0]
+            if images.shape[0] == 0:  # a batch of unreadable images only (skip_bad_images)
+                fetch_started = time.perf_counter()
+                continue
             images = images.to(context.device, non_blocking=True, memory_format=memory_format)
             targets = targets.to(context.device, non_blocking=True)
             boundary = step % self.update_freq == 0 or step == total
@@ -188,10 +193,19 @@ class Trainer:
         stats = {"loss": loss_sum / max(seen, 1), "lr": self.current_lr(),
                  "images_per_second": seen * get_world_size() / elapsed,
                  "data_wait_fraction": waited / elapsed, "epoch_seconds": elapsed,
-                 "skipped_nonfinite": self.skipped_nonfinite}
+                 "skipped_nonfinite": self.skipped_nonfinite,
+                 "skipped_images": self.expected_samples(first_batch) - received}
         if context.device.type == "cuda":
             stats["peak_memory_gib"] = torch.cuda.max_memory_allocated(context.device) / 2 ** 30
         return stats
+
+    def expected_samples(self, first_batch: int) -> int:
+        """How many samples this process's loader hands out in an epoch started after
+        `first_batch` batches (what it delivers less is what `skip_bad_images` dropped)."""
+        batch_size = int(self.train_loader.batch_size or 1)
+        if self.train_loader.drop_last:
+            return (len(self.train_loader) - first_batch) * batch_size
+        return len(self.train_loader.sampler) - first_batch * batch_size
 
     def optimizer_step(self) -> None:
         """Apply the accumulated gradients: clip, optimizer, scaler, scheduler and EMA."""
@@ -279,9 +293,10 @@ class Trainer:
             stats = self.train_one_epoch(epoch, first_batch)
             memory = f", peak GPU memory {stats['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in stats else ""
             self.logger.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f img/s, data wait %.0f%%, %.0f s, "
-                             "%d non-finite steps skipped%s", epoch, self.epochs, stats["loss"],
-                             stats["lr"], stats["images_per_second"], 100 * stats["data_wait_fraction"],
-                             stats["epoch_seconds"], stats["skipped_nonfinite"], memory)
+                             "%d non-finite steps skipped, %d bad images skipped%s", epoch,
+                             self.epochs, stats["loss"], stats["lr"], stats["images_per_second"],
+                             100 * stats["data_wait_fraction"], stats["epoch_seconds"],
+                             stats["skipped_nonfinite"], stats["skipped_images"], memory)
             record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **stats}
             due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.epochs
             if self.eval_loader is not None and due:

@@ -107,36 +107,16 @@ def _list_path_prefix(image_dir: str) -> str:
     return "" if prefix == "." else prefix
 
 
-def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
-                           anno_path: str | os.PathLike, save_name: str | None = None,
-                           output_dir: str | os.PathLike | None = None,
-                           save_label_name: bool = False,
-                           skip_empty: bool = False) -> dict[str, Any]:
-    """Write `<output_dir>/<save_name>.txt` (and the label-name file if asked); return the summary.
-
-    `image_dir` and `anno_path` are relative to `dataset_dir`; `output_dir` defaults to it.
-    """
+def multilabel_samples(coco: COCO, image_root: str | os.PathLike,
+                       skip_empty: bool = False) -> tuple[list[tuple[str, list[int]]], int, int]:
+    """`(file_name, multi-hot label)` per image in image-id order, classes in `coco.getCatIds()`
+    order, plus the counts of images skipped (missing file, negative size) and without
+    annotations. The list converter and `CocoDataset` both read COCO through this function."""
     logger = get_logger()
-    dataset_dir = str(dataset_dir)
-    if not os.path.isdir(dataset_dir):
-        raise DataError(f"dataset_dir not found: {dataset_dir}")
-    image_root = os.path.join(dataset_dir, image_dir)
-    full_anno_path = os.path.join(dataset_dir, anno_path)
-    if not os.path.isdir(image_root):
-        raise DataError(f"image_dir not found: {image_root} (--image_dir is relative to "
-                        "--dataset_dir)")
-    coco = load_coco_annotations(full_anno_path)
-    if save_name is None:
-        save_name = os.path.splitext(os.path.basename(str(anno_path)))[0]
-    output_dir = dataset_dir if output_dir is None else str(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-
     category_ids = coco.getCatIds()
     class_index = {category_id: index for index, category_id in enumerate(category_ids)}
-    prefix = _list_path_prefix(image_dir)
-    rows: list[str] = []
+    samples: list[tuple[str, list[int]]] = []
     skipped = empty = 0
-    logger.info(f"Converting {full_anno_path} ({len(category_ids)} classes)")
     for image_id in tqdm(sorted(coco.getImgIds()), desc="images", unit="img"):
         image = coco.imgs[image_id]
         file_name = image["file_name"]
@@ -163,6 +143,40 @@ def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
         label = [0] * len(category_ids)
         for annotation in annotations:
             label[class_index[annotation["category_id"]]] = 1
+        samples.append((file_name, label))
+    return samples, skipped, empty
+
+
+def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
+                           anno_path: str | os.PathLike, save_name: str | None = None,
+                           output_dir: str | os.PathLike | None = None,
+                           save_label_name: bool = False,
+                           skip_empty: bool = False) -> dict[str, Any]:
+    """Write `<output_dir>/<save_name>.txt` (and the label-name file if asked); return the summary.
+
+    `image_dir` and `anno_path` are relative to `dataset_dir`; `output_dir` defaults to it.
+    """
+    logger = get_logger()
+    dataset_dir = str(dataset_dir)
+    if not os.path.isdir(dataset_dir):
+        raise DataError(f"dataset_dir not found: {dataset_dir}")
+    image_root = os.path.join(dataset_dir, image_dir)
+    full_anno_path = os.path.join(dataset_dir, anno_path)
+    if not os.path.isdir(image_root):
+        raise DataError(f"image_dir not found: {image_root} (--image_dir is relative to "
+                        "--dataset_dir)")
+    coco = load_coco_annotations(full_anno_path)
+    if save_name is None:
+        save_name = os.path.splitext(os.path.basename(str(anno_path)))[0]
+    output_dir = dataset_dir if output_dir is None else str(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+
+    category_ids = coco.getCatIds()
+    prefix = _list_path_prefix(image_dir)
+    logger.info(f"Converting {full_anno_path} ({len(category_ids)} classes)")
+    samples, skipped, empty = multilabel_samples(coco, image_root, skip_empty)
+    rows = []
+    for file_name, label in samples:
         row_path = posixpath.join(prefix, file_name) if prefix else file_name
         rows.append(f"{row_path}\t{','.join(map(str, label))}")
 

@@ -1,0 +1,37 @@
+"""A dataset that reads a COCO instances json directly, with the labels and class order that
+`ppq2l/utils/create_coco_multilabel_lists.py` writes into a list file (same function)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ppq2l.data.list_dataset import MultiLabelImageDataset, check_class_num
+from ppq2l.data.transforms import Compose
+from ppq2l.errors import ConfigError, DataError
+from ppq2l.registry import DATASETS
+from ppq2l.utils.create_coco_multilabel_lists import load_coco_annotations, multilabel_samples
+
+
+@DATASETS.register
+class CocoDataset(MultiLabelImageDataset):
+    """Images under `image_root` labelled by the COCO json `anno_path`: class k is the k-th
+    category id in ascending order; images without a file are skipped with a warning, images
+    without annotations are kept as all-zero rows unless `skip_empty`."""
+
+    def __init__(self, image_root: str | os.PathLike, anno_path: str | os.PathLike,
+                 transform_ops: list[dict] | Compose | None, class_num: int,
+                 skip_empty: bool = False, skip_bad_images: bool = False) -> None:
+        class_num = check_class_num(class_num)
+        coco = load_coco_annotations(anno_path)
+        categories = len(coco.getCatIds())
+        if categories != class_num:
+            raise ConfigError(f"{anno_path} has {categories} categories but class_num is {class_num}")
+        samples, _, _ = multilabel_samples(coco, image_root, skip_empty)
+        if not samples:
+            raise DataError(f"{anno_path}: none of its images exist under {image_root}")
+        self.image_root, self.anno_path = str(image_root), str(anno_path)
+        super().__init__([os.path.join(self.image_root, name) for name, _ in samples],
+                         np.array([label for _, label in samples], dtype=np.uint8),
+                         [f"{name} in {anno_path}" for name, _ in samples], transform_ops,
+                         skip_bad_images)

@@ -1,0 +1,61 @@
+"""Scan the datasets of a config before training: unreadable images, rows whose labels do not
+fit `class_num`, classes without a single positive, and per-class label counts."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ppq2l.data.dataloader import build_dataset
+from ppq2l.data.transforms import decode_to_bgr
+from ppq2l.errors import DataError
+
+SPLITS = ("Train", "Eval")
+
+
+def check_split(dataset_cfg: dict, class_num: int, where: str) -> dict[str, Any]:
+    """The report of one dataset section: `problems` (messages) and label statistics."""
+    try:
+        dataset = build_dataset(dataset_cfg, class_num, where)
+    except DataError as error:  # e.g. a row with the wrong number of labels, named by line
+        return {"where": where, "problems": [str(error)], "num_images": 0}
+    problems = []
+    for path, source in zip(dataset.image_paths, dataset.sources):
+        try:
+            with open(path, "rb") as handle:
+                decode_to_bgr(handle.read())
+        except OSError as error:
+            problems.append(f"unreadable image {path} ({source}): {error.strerror or error}")
+        except DataError as error:
+            problems.append(f"unreadable image {path} ({source}): {error}")
+    positives = dataset.labels.sum(axis=0).astype(int)
+    empty = [index for index, count in enumerate(positives) if count == 0]
+    if empty:
+        problems.append(f"classes without any positive image: {', '.join(map(str, empty))}")
+    return {"where": where, "problems": problems, "num_images": len(dataset),
+            "positives_per_class": positives.tolist(),
+            "images_without_labels": int((dataset.labels.sum(axis=1) == 0).sum()),
+            "labels_per_image": float(dataset.labels.sum(axis=1).mean())}
+
+
+def check_datasets(config: dict) -> list[dict[str, Any]]:
+    """Reports for `DataLoader.Train.dataset` and `DataLoader.Eval.dataset` (those present)."""
+    class_num = int(config["Arch"]["class_num"])
+    loaders = config.get("DataLoader") or {}
+    return [check_split(loaders[split]["dataset"], class_num, f"DataLoader.{split}.dataset")
+            for split in SPLITS if (loaders.get(split) or {}).get("dataset")]
+
+
+def format_report(reports: list[dict[str, Any]]) -> str:
+    """The reports as text: counts and statistics, then every problem on its own line."""
+    lines = []
+    for report in reports:
+        lines.append(f"{report['where']}: {report['num_images']} images, "
+                     f"{len(report['problems'])} problem(s)")
+        if "positives_per_class" in report:
+            counts = report["positives_per_class"]
+            lines.append(f"  positives per class: {counts} (min {min(counts)}, max {max(counts)}); "
+                         f"{report['labels_per_image']:.2f} labels per image; "
+                         f"{report['images_without_labels']} images without labels")
+        lines += [f"  - {problem}" for problem in report["problems"]]
+    return "\n".join(lines)
