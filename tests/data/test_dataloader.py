@@ -106,7 +106,7 @@ def test_sampler_shards_across_processes():
     ("loader.use_shared_memory", False, r"use_shared_memory"),
     ("dataset.class_num", 5, r"dataset\.class_num is 5 but the model has 4"),
     ("dataset.label_ratio", True, r"DataLoader\.Train\.dataset MultiLabelListDataset: unknown keyword 'label_ratio'"),
-    ("dataset.name", "CocoDataset", r"unknown dataset 'CocoDataset'"),
+    ("dataset.name", "CocoDatset", r"unknown dataset 'CocoDatset'.*CocoDataset"),
 ])
 def test_config_mistakes_name_the_key(list_root, path, value, message):
     section = train_section(list_root)
