@@ -52,6 +52,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "sync_bn": False,  # multi-process runs: SyncBatchNorm across ranks
     "save_interval_steps": 0,  # > 0: also write latest.pth every N optimizer steps
     "skip_nonfinite_steps": 0,  # skip up to N NaN/Inf-loss batches before stopping
+    "use_tensorboard": False,  # also write epoch scalars to output_dir/tensorboard
 }
 EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,

@@ -111,3 +111,15 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one record as a JSON line."""
     with Path(path).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(json_safe(record)) + "\n")
+
+
+def open_tensorboard(output_dir: str | os.PathLike) -> Any:
+    """A TensorBoard SummaryWriter logging to `output_dir/tensorboard` (`Global.use_tensorboard`);
+    the tensorboard package is optional, so asking for it without it is a ConfigError."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ConfigError(f"Global.use_tensorboard is true but TensorBoard cannot be imported ({error}); "
+                          "pip install tensorboard, or set Global.use_tensorboard=False "
+                          "(metrics.jsonl holds the same numbers)") from None
+    return SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ppq2l.data import build_dataloader
 from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
-                                     require_section, start_run)
+                                     open_tensorboard, require_section, start_run)
 from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
                                       mean_over_ranks)
@@ -70,6 +70,8 @@ class Trainer:
         self.scaler = self.context.precision.scaler
         self.start_epoch, self.global_step, self.resume_batches = 1, 0, 0
         self.skipped_nonfinite = 0
+        self.tensorboard = (open_tensorboard(self.context.output_dir)
+                            if settings["use_tensorboard"] and is_main_process() else None)
         self.best: dict[str, Any] = {"metric": self.main_key, "value": None, "epoch": None, "source": None}
         if settings["checkpoints"]:
             self.resume(settings["checkpoints"])
@@ -308,6 +310,11 @@ class Trainer:
                 if settings["save_interval"] and epoch % int(settings["save_interval"]) == 0:
                     save_checkpoint(self.checkpoint_state(epoch), context.output_dir / f"epoch_{epoch}.pth")
                 append_jsonl(context.output_dir / "metrics.jsonl", record)
+                if self.tensorboard is not None:
+                    for key, value in record.items():
+                        if isinstance(value, (int, float)) and key != "epoch":
+                            self.tensorboard.add_scalar(key, value, epoch)
+                    self.tensorboard.flush()
             if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
                 self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
                 break

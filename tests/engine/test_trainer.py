@@ -151,3 +151,11 @@ def test_skip_nonfinite_steps_skips_up_to_the_limit_and_counts_them(tiny_config,
     trainer.train_loader.set_epoch(2)
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 2"):
         trainer.train_one_epoch(2)
+
+
+def test_use_tensorboard_without_the_package_is_a_clear_config_error(tiny_config, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    tiny_config["Global"]["use_tensorboard"] = True
+    with pytest.raises(ConfigError, match="Global.use_tensorboard.*pip install tensorboard"):
+        Trainer(tiny_config)
