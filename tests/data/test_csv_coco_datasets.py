@@ -101,3 +101,16 @@ def test_check_dataset_reports_a_corrupt_image_and_a_wrong_label_length(
     assert "line 3: 13 labels, expected class_num=12" in out.out
     assert "DataLoader.Train.dataset: 48 images, 1 problem(s)" in out.out
     assert "positives per class: [" in out.out and "2 problem(s) found" in out.err
+
+
+def test_training_counts_the_skipped_images_in_the_epoch_record(tiny_demo_root, tiny_config, tmp_path):
+    import json
+    from ppq2l.engine import Trainer
+    list_file = corrupt_copy(tiny_demo_root, tmp_path / "copy", 5)
+    tiny_config["Global"].update(epochs=1, eval_during_train=False)
+    tiny_config["DataLoader"]["Train"]["dataset"].update(
+        image_root=str(tmp_path / "copy"), cls_label_path=str(list_file), skip_bad_images=True)
+    Trainer(tiny_config).train()
+    record = json.loads((tmp_path / "output" / "metrics.jsonl").read_text())
+    assert record["skipped_images"] == 5 and record["step"] == 3
+    assert "5 bad images skipped" in (tmp_path / "output" / "train.log").read_text()
