@@ -1,0 +1,64 @@
+"""Official Query2Label checkpoints convert to ppq2l checkpoints with identical logits."""
+import numpy
+import pytest
+import torch
+
+from conftest import DEMO_CONFIG
+from ppq2l.arch import build_model
+from ppq2l.config import get_config
+from ppq2l.convert.official_checkpoints import convert_checkpoint
+from ppq2l.engine.checkpoint import load_model_weights
+from ppq2l.errors import CheckpointError
+
+
+def _model():
+    torch.manual_seed(0)
+    config = get_config(str(DEMO_CONFIG), ["Arch.backbone.pretrained=False"])
+    return build_model(config["Arch"]).eval()
+
+
+def _official_state(model):
+    """Our weights in the official layout: backbone.0 body, a backbone.1 buffer, module. prefix."""
+    weights = {}
+    for key, value in model.state_dict().items():
+        key = "backbone.0." + key.removeprefix("backbone.") if key.startswith("backbone.") else key
+        weights["module." + key] = value.clone()
+    weights["module.backbone.1.pos"] = torch.zeros(1, 4, 4)
+    return {"state_dict": weights, "best_mAP": numpy.float64(0.5), "epoch": 3}
+
+
+def test_converted_logits_equal_original(tmp_path):
+    model = _model()
+    torch.save(_official_state(model), tmp_path / "checkpoint.pkl")
+    target = _model()
+    torch.nn.init.zeros_(target.fc.W)
+    convert_checkpoint("q2l", tmp_path / "checkpoint.pkl", target, tmp_path / "out.pth")
+    fresh = _model()
+    state = load_model_weights(fresh, tmp_path / "out.pth")
+    assert state["converted_from"]["format"] == "q2l"
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(fresh(images), model(images))
+
+
+def test_misshaped_key_is_named_and_nothing_written(tmp_path):
+    model = _model()
+    state = _official_state(model)
+    state["state_dict"]["module.fc.b"] = torch.zeros(1, 3)
+    state["state_dict"]["module.extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "checkpoint.pkl")
+    with pytest.raises(CheckpointError, match=r"(?s)extra\.weight.*fc\.b \(1, 3\)"):
+        convert_checkpoint("q2l", tmp_path / "checkpoint.pkl", _model(), tmp_path / "out.pth")
+    assert not (tmp_path / "out.pth").exists()
+
+
+class _Payload:
+    pass
+
+
+def test_disallowed_global_is_refused(tmp_path):
+    state = _official_state(_model())
+    state["extra"] = _Payload()
+    torch.save(state, tmp_path / "checkpoint.pkl")
+    with pytest.raises(CheckpointError, match="weights-only"):
+        convert_checkpoint("q2l", tmp_path / "checkpoint.pkl", _model(), tmp_path / "out.pth")
