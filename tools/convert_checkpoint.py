@@ -1,4 +1,5 @@
-"""Convert an official checkpoint: python tools/convert_checkpoint.py --from q2l --input FILE -c CFG --output OUT.pth"""
+"""Convert an official Query2Label, ML-Decoder or ASL checkpoint into a ppq2l checkpoint:
+tools/convert_checkpoint.py --from {q2l,ml_decoder,asl} --input FILE -c CFG --output OUT.pth"""
 import argparse
 import sys
 from pathlib import Path
@@ -9,20 +10,25 @@ from ppq2l.cli import run_cli  # noqa: E402
 
 
 def main(argv=None) -> None:
-    """Build the model of the config (backbone not pretrained) and write the converted weights."""
+    """Read and rename the official weights, build the model of the config (backbone not
+    pretrained), check that they fit and write the converted checkpoint."""
     from ppq2l.arch import build_model
     from ppq2l.config import get_config
-    from ppq2l.convert.official_checkpoints import FORMATS, convert_checkpoint
+    from ppq2l.convert.official_checkpoints import FORMATS, convert_official, save_converted
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--from", dest="source_format", required=True, choices=FORMATS)
+    parser.add_argument("--from", dest="source_format", required=True,
+                        help=f"layout of the official file: {', '.join(FORMATS)}")
     parser.add_argument("--input", required=True)
     parser.add_argument("-c", "--config", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("-o", "--override", action="append", default=[])
     args = parser.parse_args(argv)
+    # Format and file are checked before the (possibly large) model is built.
+    weights = convert_official(args.source_format, args.input)
     config = get_config(args.config, args.override + ["Arch.backbone.pretrained=False"])
-    path = convert_checkpoint(args.source_format, args.input, build_model(config["Arch"]), args.output)
+    model = build_model(config["Arch"])
+    path = save_converted(weights, model, args.source_format, args.input, args.output)
     print(f"wrote {path}")
 
 

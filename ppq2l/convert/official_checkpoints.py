@@ -1,21 +1,35 @@
-"""Convert an official Query2Label checkpoint into a ppq2l checkpoint.
+"""Convert official Query2Label, ML-Decoder and ASL checkpoints into ppq2l checkpoints.
 
-The official files keep weights under `state_dict` (or `model`), often with the `module.` prefix
-of DistributedDataParallel, and may hold numpy scalars such as `best_mAP`. They are read with the
-weights-only unpickler, allow-listing exactly those numpy types."""
+The official files keep weights under `state_dict` or `model` (or are a bare state dict), often
+with the `module.` prefix of DistributedDataParallel, and may hold numpy scalars such as
+`best_mAP`. They are read with the weights-only unpickler, allow-listing exactly those numpy types.
+TResNet backbones in the official InPlaceABN layout are renamed to timm's layout first
+(ppq2l/convert/tresnet_layout.py); then each format renames its keys onto ppq2l's model:
+
+- q2l: `backbone.0.<body>` -> `backbone.<body>`; the position-embedding buffer `backbone.1.*` is
+  dropped (ppq2l computes it).
+- ml_decoder: the head, which the official code puts where the backbone had its classifier
+  (`head` on TResNet, `fc` on timm models with a global pool and `fc`, such as ResNet), ->
+  `head.*`; every other key is the timm backbone -> `backbone.body.*`.
+- asl: the TResNet `body.*` -> `backbone.body.body.*`; the classifier `head.fc.*` -> `fc.*` of the
+  pooled classifier. Other keys are kept as they are, so the check lists them.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy
 import torch
 
+from ppq2l.convert.tresnet_layout import official_tresnet_to_timm
 from ppq2l.engine.checkpoint import check_state_dict, extract_state_dict, save_checkpoint
 from ppq2l.errors import CheckpointError
 
-FORMATS = ("q2l",)
+# Where the official ML-Decoder code attaches its head: TResNet's `head`, or the `fc` of timm
+# models that have `global_pool` and `fc` (ResNet).
+ML_DECODER_HEAD_PREFIXES = ("head.", "fc.")
 
 
 def _numpy_globals() -> list[Any]:
@@ -53,24 +67,60 @@ def map_q2l_key(key: str) -> str | None:
     return key
 
 
-def convert_q2l(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename official Query2Label weights to ppq2l's Query2Label keys."""
+def map_ml_decoder_key(key: str) -> str:
+    """Our MLDecoder key for an official ML-Decoder key (backbone already in timm's layout)."""
+    for prefix in ML_DECODER_HEAD_PREFIXES:
+        if key.startswith(prefix):
+            return "head." + key.removeprefix(prefix)
+    return "backbone.body." + key
+
+
+def map_asl_key(key: str) -> str:
+    """Our PooledClassifier key for an official ASL key (TResNet already in timm's layout)."""
+    if key.startswith("head.fc."):
+        return "fc." + key.removeprefix("head.fc.")
+    if key.startswith("body."):
+        return "backbone.body." + key
+    return key
+
+
+KEY_MAPS: dict[str, Callable[[str], str | None]] = {
+    "q2l": map_q2l_key, "ml_decoder": map_ml_decoder_key, "asl": map_asl_key}
+FORMATS = tuple(KEY_MAPS)
+
+
+def check_format(source_format: str) -> None:
+    """Raise a CheckpointError listing the valid formats when `source_format` is not one."""
+    if source_format not in KEY_MAPS:
+        raise CheckpointError(f"unknown source format {source_format!r}; "
+                              f"valid: {', '.join(FORMATS)}")
+
+
+def convert_official(source_format: str, input_path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read the official checkpoint `input_path` and rename its weights to ppq2l's keys."""
+    check_format(source_format)
+    weights = official_tresnet_to_timm(read_official(input_path))
+    key_map = KEY_MAPS[source_format]
     converted = {}
     for key, value in weights.items():
-        target = map_q2l_key(key)
+        target = key_map(key)
         if target is not None:
             converted[target] = value
     return converted
 
 
-def convert_checkpoint(source_format: str, input_path: str | os.PathLike, model: torch.nn.Module,
-                       output_path: str | os.PathLike) -> Path:
-    """Convert `input_path`, verify it loads strictly into `model`, write it atomically."""
-    if source_format not in FORMATS:
-        raise CheckpointError(f"unknown source format {source_format!r}; valid: {', '.join(FORMATS)}")
-    weights = convert_q2l(read_official(input_path))
+def save_converted(weights: dict[str, torch.Tensor], model: torch.nn.Module, source_format: str,
+                   input_path: str | os.PathLike, output_path: str | os.PathLike) -> Path:
+    """Check that converted `weights` load strictly into `model`, then write them atomically."""
     check_state_dict(model, weights, source=f"{input_path} converted from {source_format}")
     model.load_state_dict(weights)
     return save_checkpoint({"model": weights, "converted_from": {"file": str(input_path),
                                                                  "format": source_format}},
                            output_path)
+
+
+def convert_checkpoint(source_format: str, input_path: str | os.PathLike, model: torch.nn.Module,
+                       output_path: str | os.PathLike) -> Path:
+    """Convert `input_path`, verify it loads strictly into `model`, write it atomically."""
+    weights = convert_official(source_format, input_path)
+    return save_converted(weights, model, source_format, input_path, output_path)
