@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from ppq2l.data import build_dataloader
 from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
@@ -23,6 +25,7 @@ from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
                                       mean_over_ranks)
 from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
+from ppq2l.engine.runtime import Precision
 from ppq2l.errors import CheckpointError, Ppq2lError
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
@@ -169,9 +172,8 @@ class Trainer:
             boundary = step % self.update_freq == 0 or step == total
             sync = nullcontext() if boundary or not is_distributed() else self.train_model.no_sync()
             with sync:
-                with context.precision.autocast():
-                    logits = self.train_model(images)
-                loss = self.loss_fn(logits, targets)["loss"]
+                loss = compute_training_loss(self.train_model, self.loss_fn, images, targets,
+                                             context.precision)
                 loss_value = mean_over_ranks(loss.item(), context.device)
                 if not math.isfinite(loss_value):
                     self.handle_nonfinite(loss_value, epoch, step)
@@ -211,16 +213,8 @@ class Trainer:
 
     def optimizer_step(self) -> None:
         """Apply the accumulated gradients: clip, optimizer, scaler, scheduler and EMA."""
-        clip = self.config["Global"]["clip_grad_norm"]
-        if clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.lr_scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
+        apply_gradients(self.model, self.optimizer, self.scaler, self.lr_scheduler, self.ema,
+                        self.config["Global"]["clip_grad_norm"])
         self.global_step += 1
 
     def handle_nonfinite(self, loss_value: float, epoch: int, step: int) -> None:
@@ -323,6 +317,32 @@ class Trainer:
                          self.best["epoch"], self.best["source"])
         cleanup()  # leave the process group (torchrun runs) before the interpreter exits
         return self.best
+
+
+def compute_training_loss(model: torch.nn.Module, loss_fn: torch.nn.Module, images: torch.Tensor,
+                          targets: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """The training loss of one batch: the forward pass under the run's autocast, the loss outside
+    it (losses compute in float32 or wider)."""
+    with precision.autocast():
+        logits = model(images)
+    return loss_fn(logits, targets)["loss"]
+
+
+def apply_gradients(model: torch.nn.Module, optimizer: Optimizer, scaler: torch.amp.GradScaler,
+                    lr_scheduler: LRScheduler, ema: ModelEMA | None,
+                    clip_grad_norm: float | None = None) -> None:
+    """One update from the accumulated gradients: optional clipping (of the unscaled gradients),
+    the optimizer step through the loss scaler, gradients cleared, the schedule advanced and the
+    EMA moved towards the new weights."""
+    if clip_grad_norm:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip_grad_norm))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    lr_scheduler.step()
+    if ema is not None:
+        ema.update(model)
 
 
 def _rank(value: Any) -> float:
