@@ -93,6 +93,7 @@ def linear_trainer(root, output, batch_size, update_freq):
         "Global.eval_during_train=False", f"Global.update_freq={update_freq}",
         f"DataLoader.Train.sampler.batch_size={batch_size}"])
     config.pop("EMA")
+    config["Optimizer"].pop("lr_multipliers", None)  # the swapped-in model has no backbone
     trainer = Trainer(config)
     torch.manual_seed(0)
     model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 12))
