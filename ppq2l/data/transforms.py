@@ -56,15 +56,31 @@ def _check_probability(value: Any, name: str) -> float:
 
 
 class Compose:
-    """Applies ops in order, handing each the same generator; `Compose(ops)(image, rng)`."""
+    """Applies ops in order, handing each the same generator; `Compose(ops)(image, rng)`.
+
+    `ops` is fixed at construction (a tuple). A NormalizeImage on HWC images directly followed by
+    ToCHWImage runs as one step, `NormalizeImage.normalize_to_chw`, which writes the same numbers
+    straight into the CHW layout instead of transposing a float32 copy afterwards."""
 
     def __init__(self, ops: Sequence[Callable[..., np.ndarray]]) -> None:
-        self.ops = list(ops)
+        self.ops = tuple(ops)
+        self.steps: list[Callable[..., Any]] = []
+        index = 0
+        while index < len(self.ops):
+            op = self.ops[index]
+            following = self.ops[index + 1] if index + 1 < len(self.ops) else None
+            if (isinstance(op, NormalizeImage) and not op.channels_first
+                    and isinstance(following, ToCHWImage)):
+                self.steps.append(op.normalize_to_chw)
+                index += 2
+            else:
+                self.steps.append(op)
+                index += 1
 
     def __call__(self, image: Any, rng: np.random.Generator | None = None) -> Any:
         rng = _generator(rng)
-        for op in self.ops:
-            image = op(image, rng)
+        for step in self.steps:
+            image = step(image, rng)
         return image
 
     def __len__(self) -> int:
@@ -351,7 +367,10 @@ def _translate_y(image, fraction, fill):
 
 
 def _solarize(image, threshold, fill):
-    return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
+    # as a 256-entry lookup table: the same pixels as np.where(image >= threshold, 255 - image,
+    # image), an order of magnitude faster
+    levels = np.arange(256)
+    return cv2.LUT(image, np.where(levels >= threshold, 255 - levels, levels).astype(np.uint8))
 
 
 def _posterize(image, bits, fill):
@@ -487,7 +506,11 @@ class Cutout:
                 colour = rng.integers(0, 256, size=image.shape[2:], dtype=np.uint8)
             else:
                 colour = self.fill
-            image[top:bottom, left:right] = colour
+            # Filling from one whole painted row: numpy repeats a 3-value colour over a region
+            # several times slower than it copies rows.
+            row = np.empty((max(0, right - left), *image.shape[2:]), dtype=image.dtype)
+            row[...] = colour
+            image[top:bottom, left:right] = row
         return image
 
 
@@ -542,14 +565,57 @@ class NormalizeImage:
         # one multiply and one subtract per pixel instead of three operations
         self.multiplier = (np.float32(self.scale) / self.std).reshape(shape)
         self.offset = (self.mean / self.std).reshape(shape)
+        self._row_constants: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    def row_constants(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """The per-channel multiplier and offset repeated along one HWC image row (W * C values),
+        made once per width. Broadcasting a C-long axis costs numpy several times more than
+        broadcasting a whole row, and every element still gets exactly the same two operations."""
+        if width not in self._row_constants:
+            self._row_constants[width] = (np.tile(self.multiplier.ravel(), width),
+                                          np.tile(self.offset.ravel(), width))
+        return self._row_constants[width]
+
+    def _check_layout(self, image: np.ndarray) -> None:
         channels = image.shape[0] if self.channels_first else image.shape[-1]
         if image.ndim != 3 or channels != len(self.mean):
             layout = "CHW" if self.channels_first else "HWC"
             raise ConfigError(f"NormalizeImage expects a {layout} image with {len(self.mean)} channels, "
                               f"got shape {image.shape}; check `order` and the op order")
-        return image.astype(np.float32) * self.multiplier - self.offset
+
+    def normalize_to_chw(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """This op (HWC) and then ToCHWImage, in one pass: each channel plane is computed with the
+        same float32 arithmetic as `__call__` directly into its place in a CHW array, so the
+        result is identical and the float32 transpose is saved. Compose uses it for that pair."""
+        if self.channels_first:
+            raise ConfigError("normalize_to_chw needs NormalizeImage with order 'hwc'")
+        self._check_layout(image)
+        height, width, channels = image.shape
+        result = np.empty((channels, height, width), dtype=np.float32)
+        # cv2.split copies uint8 planes out faster than numpy reads the strided channel views
+        if image.dtype == np.uint8 and image.size:
+            planes = cv2.split(image)
+        else:
+            planes = [image[..., channel] for channel in range(channels)]
+        for plane, out, multiplier, offset in zip(planes, result, self.multiplier.ravel(),
+                                                  self.offset.ravel()):
+            np.multiply(plane, multiplier, out=out, dtype=np.float32)
+            out -= offset
+        return result
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        self._check_layout(image)
+        # float32 (image * multiplier) then minus offset, rounded after each step, in place
+        result = image.astype(np.float32, order="C")
+        if self.channels_first:
+            result *= self.multiplier
+            result -= self.offset
+        else:
+            multiplier, offset = self.row_constants(image.shape[1])
+            rows = result.reshape(image.shape[0], image.shape[1] * image.shape[2])  # a view (C order)
+            rows *= multiplier
+            rows -= offset
+        return result
 
 
 @TRANSFORMS.register

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ppq2l.data.batch_transforms import CutMix, build_batch_transforms
-from ppq2l.data.transforms import (RANDAUGMENT_OPS, CropImage, Cutout, DecodeImage, NormalizeImage,
-                                   RandAugment, RandomFlip, ResizeImage, ToCHWImage,
+from ppq2l.data.transforms import (RANDAUGMENT_OPS, Compose, CropImage, Cutout, DecodeImage,
+                                   NormalizeImage, RandAugment, RandomFlip, ResizeImage, ToCHWImage,
                                    build_transforms, parse_scale)
 from ppq2l.errors import ConfigError, DataError
 
@@ -253,6 +253,32 @@ def test_cutout_paints_a_square_of_the_stated_side_clipped_to_the_image(kwargs, 
     assert np.all(image == 7)  # the input is not modified
 
 
+@pytest.mark.parametrize("shape, fill", [((50, 70, 3), "random"), ((50, 70, 3), 9), ((40, 30), 200)])
+def test_cutout_equals_painting_the_drawn_squares_pixel_by_pixel(shape, fill):
+    # The same draws from the same seed, painted with plain indexing, give the same image.
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    cutout = Cutout(n_holes=4, length=17, fill=fill)
+    for seed in range(5):
+        draws, expected = np.random.default_rng(seed), image.copy()
+        for _ in range(4):
+            center_y, center_x = int(draws.integers(shape[0])), int(draws.integers(shape[1]))
+            colour = draws.integers(0, 256, size=shape[2:], dtype=np.uint8) if fill == "random" else fill
+            for y in range(max(0, center_y - 8), min(shape[0], center_y + 9)):
+                for x in range(max(0, center_x - 8), min(shape[1], center_x + 9)):
+                    expected[y, x] = colour
+        np.testing.assert_array_equal(cutout(image, np.random.default_rng(seed)), expected)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 127.5, 128.0, 179.2, 255.0, 256.0])
+def test_solarize_inverts_exactly_the_pixels_at_or_above_the_threshold(threshold):
+    image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    function = RANDAUGMENT_OPS["Solarize"][0]
+    expected = np.where(image >= threshold, 255 - image, image)
+    out = function(image, threshold, (128, 128, 128))
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_cutout_random_fill_and_several_holes():
     image = np.zeros((60, 60, 3), np.uint8)
     out = Cutout(n_holes=3, length=10)(image, np.random.default_rng(3))
@@ -278,6 +304,71 @@ def test_normalize_numbers_and_layouts():
     np.testing.assert_allclose(plain[0, 0], [(255 - 10) / 2, -20 / 4, (51 - 30) / 5])
     with pytest.raises(ConfigError, match="channels"):
         NormalizeImage(order="chw")(image)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "flipped", "transposed", "float64", "empty"])
+def test_normalize_is_bit_identical_to_the_plain_formula(layout):
+    # The row-wise arithmetic must give exactly float32(x) * (scale / std) - mean / std, whatever
+    # the memory layout of the input, and must leave the input untouched.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    if layout == "flipped":
+        image = image[::-1, ::-2]
+    elif layout == "transposed":
+        image = np.swapaxes(image, 0, 1)
+    elif layout == "float64":
+        image = image * 1.7
+    elif layout == "empty":
+        image = image[:0]
+    before = image.copy()
+    op = NormalizeImage(scale="1.0/255.0", order="")
+    scale = np.float32(1 / 255)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    expected = image.astype(np.float32) * (scale / std) - mean / std
+    for _ in range(2):  # the second call reuses the constants made for this width
+        out = op(image)
+        assert out.dtype == np.float32 and out.shape == image.shape
+        np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(image, before)
+    np.testing.assert_array_equal(op(image[:, :7]), expected[:, :7])  # another width
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "flipped", "transposed", "float64", "one_channel",
+                                    "four_channels", "empty"])
+def test_normalize_then_chw_in_one_step_equals_the_two_ops(layout):
+    rng = np.random.default_rng(4)
+    channels = {"one_channel": 1, "four_channels": 4}.get(layout, 3)
+    image = rng.integers(0, 256, (29, 41, channels), dtype=np.uint8)
+    if layout == "flipped":
+        image = image[::-1, ::-3]
+    elif layout == "transposed":
+        image = np.swapaxes(image, 0, 1)
+    elif layout == "float64":
+        image = image * 0.37 - 5
+    elif layout == "empty":
+        image = image[:, :0]
+    before = image.copy()
+    mean, std = [0.4, 0.5, 0.6, 0.7][:channels], [0.2, 0.25, 0.3, 0.35][:channels]
+    normalize = NormalizeImage(scale="1.0/255.0", mean=mean, std=std, order="")
+    expected = ToCHWImage()(normalize(image))
+    composed = Compose([normalize, ToCHWImage()])
+    assert composed.steps == [normalize.normalize_to_chw]  # the pair runs as one step
+    out = composed(image)
+    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(image, before)
+    with pytest.raises(ConfigError, match="HWC image with 3 channels"):
+        Compose([NormalizeImage(order=""), ToCHWImage()])(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_compose_runs_other_op_sequences_one_op_at_a_time():
+    chw_first = [ToCHWImage(), NormalizeImage(order="chw")]
+    apart = [NormalizeImage(order=""), RandomFlip(prob=1.0), ToCHWImage()]
+    for ops in (chw_first, apart):
+        assert Compose(ops).steps == ops
+    image = textured_rgb()
+    np.testing.assert_array_equal(Compose(chw_first)(image), Compose(apart)(image[:, ::-1]))
 
 
 @pytest.mark.parametrize("text,value", [("1.0/255.0", 1 / 255), ("1/255", 1 / 255), (" 2 / 4 ", 0.5),

@@ -1,0 +1,175 @@
+"""Input pipeline speed per data-loading worker: ppq2l's train and eval transforms (numpy/OpenCV,
+built from a recipe's `transform_ops`) against the same steps built the way the official
+Query2Label/ASL code builds them (PIL decode, torchvision Resize, PIL RandAugment and Cutout,
+ToTensor, Normalize). Prints a table and a JSON line.
+
+    python benchmarks/bench_data.py [-c configs/MultiLabelCOCO/Query2Label/Q2L_R101_448.yaml]
+        [--images 64] [--passes 5] [--threads 1]
+
+The images are COCO-sized JPEGs (640x480, 480x640, 640x427; textured, quality 90) generated with
+a fixed seed into a temporary folder. Everything runs in this one process, one image at a time,
+and each call (file read included) is timed: the figure is what one DataLoader worker delivers.
+`--threads` caps OpenCV and torch threads (default 1, a worker's share when every core runs one).
+Passes alternate between the two pipelines so that load from other programs hits both alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import PIL  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from torchvision import transforms as T  # noqa: E402
+
+from ppq2l.config import get_config  # noqa: E402
+from ppq2l.data.transforms import build_transforms  # noqa: E402
+
+IMAGE_SIZES = ((640, 480), (480, 640), (640, 427))  # (width, height), the common COCO shapes
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def write_images(folder: Path, count: int, seed: int) -> list[Path]:
+    """`count` JPEGs with gradients, filled shapes, blur and sensor-like noise (so they compress
+    like photographs, not like flat synthetic images)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        width, height = IMAGE_SIZES[index % len(IMAGE_SIZES)]
+        y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+        phase = rng.uniform(0, 255, 3)
+        image = np.stack([(x * 0.3 + phase[0]) % 256, (y * 0.5 + phase[1]) % 256,
+                          ((x + y) * 0.2 + phase[2]) % 256], axis=-1)
+        for _ in range(12):
+            center = (int(rng.integers(width)), int(rng.integers(height)))
+            colour = [int(value) for value in rng.integers(0, 256, 3)]
+            cv2.circle(image, center, int(rng.integers(10, 120)), colour, -1)
+        image = cv2.GaussianBlur(image, (0, 0), 2.0) + rng.normal(0, 8, image.shape)
+        path = folder / f"{index:04d}.jpg"
+        cv2.imwrite(str(path), np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+class CutoutPIL:
+    """Reference Cutout as the official Q2L/ASL training code applies it: one rectangle of side
+    `factor` x the image side, centred at a random point, clipped, filled with a random colour."""
+
+    def __init__(self, factor: float = 0.5) -> None:
+        self.factor = factor
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        cut_w, cut_h = int(self.factor * width + 0.5), int(self.factor * height + 0.5)
+        center_x, center_y = random.randint(0, width), random.randint(0, height)
+        box = (max(0, center_x - cut_w // 2), max(0, center_y - cut_h // 2),
+               min(width, center_x + cut_w // 2), min(height, center_y + cut_h // 2))
+        colour = (random.randint(0, 255), random.randint(0, 255), random.randint(0, 255))
+        ImageDraw.Draw(image).rectangle(box, fill=colour)
+        return image
+
+
+def reference_pipelines(size: int) -> dict[str, Callable[[Path], torch.Tensor]]:
+    """Path -> normalised CHW tensor, built from PIL and torchvision like the official code."""
+    train = T.Compose([T.Resize((size, size)), CutoutPIL(0.5), T.RandAugment(), T.ToTensor(),
+                       T.Normalize(MEAN, STD)])
+    evaluation = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(MEAN, STD)])
+
+    def load(path: Path) -> Image.Image:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+
+    return {"train": lambda path: train(load(path)), "eval": lambda path: evaluation(load(path))}
+
+
+def our_pipelines(config: dict) -> dict[str, Callable[[Path], np.ndarray]]:
+    """Path -> normalised CHW array through the recipe's own train and eval transform_ops; the
+    bytes are read as MultiLabelListDataset reads them."""
+    loaders = config["DataLoader"]
+    composed = {mode: build_transforms(loaders[section]["dataset"]["transform_ops"],
+                                       f"DataLoader.{section}.dataset.transform_ops")
+                for mode, section in (("train", "Train"), ("eval", "Eval"))}
+    rng = np.random.default_rng(0)
+    return {mode: (lambda path, ops=ops: ops(path.read_bytes(), rng)) for mode, ops in composed.items()}
+
+
+def time_pass(pipeline: Callable[[Path], object], paths: list[Path], times: list[float]) -> object:
+    """Run `pipeline` on every path, appending each call's seconds to `times`; returns the last
+    output (for the shape check)."""
+    output = None
+    for path in paths:
+        start = time.perf_counter()
+        output = pipeline(path)
+        times.append(time.perf_counter() - start)
+    return output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", default="configs/MultiLabelCOCO/Query2Label/Q2L_R101_448.yaml")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--passes", type=int, default=5, help="timed passes over the images")
+    parser.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="benchmarks/results/bench_data.json")
+    args = parser.parse_args()
+
+    cv2.setNumThreads(args.threads)
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    config = get_config(args.config, [])
+    size = config["Global"]["image_shape"][1]
+    ours, reference = our_pipelines(config), reference_pipelines(size)
+    results: dict = {
+        "config": args.config, "images": args.images, "passes": args.passes, "threads": args.threads,
+        "machine": f"{platform.processor() or platform.machine()}, numpy {np.__version__}, "
+                   f"opencv {cv2.__version__}, Pillow {PIL.__version__}, torch {torch.__version__}, "
+                   f"torchvision {torchvision.__version__}"}
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_images(Path(folder), args.images, args.seed)
+        for mode in ("eval", "train"):
+            for pipeline in (ours[mode], reference[mode]):  # warm-up: caches, lazy imports
+                time_pass(pipeline, paths[:4], [])
+            ours_times: list[float] = []
+            reference_times: list[float] = []
+            for _ in range(args.passes):
+                ours_out = time_pass(ours[mode], paths, ours_times)
+                reference_out = time_pass(reference[mode], paths, reference_times)
+            expected = (3, size, size)
+            assert ours_out.shape == expected and ours_out.dtype == np.float32, ours_out.shape
+            assert tuple(reference_out.shape) == expected and reference_out.dtype == torch.float32
+            row = {"ours_img_s": len(ours_times) / sum(ours_times),
+                   "reference_img_s": len(reference_times) / sum(reference_times),
+                   "ours_median_ms": statistics.median(ours_times) * 1e3,
+                   "reference_median_ms": statistics.median(reference_times) * 1e3}
+            row["speedup"] = row["ours_img_s"] / row["reference_img_s"]
+            if mode == "eval":  # same image, different resize kernels: how far apart the inputs are
+                row["mean_abs_difference"] = float(np.abs(ours_out - reference_out.numpy()).mean())
+            results[mode] = row
+    print(f"{'pipeline':>8} {'ours img/s':>11} {'reference img/s':>16} {'ours ms':>8} "
+          f"{'reference ms':>13} {'speed-up':>9}")
+    for mode in ("train", "eval"):
+        row = results[mode]
+        print(f"{mode:>8} {row['ours_img_s']:>11.1f} {row['reference_img_s']:>16.1f} "
+              f"{row['ours_median_ms']:>8.2f} {row['reference_median_ms']:>13.2f} {row['speedup']:>8.2f}x")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
