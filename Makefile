@@ -8,7 +8,7 @@ DEMO_CONFIG := configs/quick_start/Q2L_demo_shapes.yaml
 DEMO_OUTPUT := output/Q2L_demo_shapes
 DEMO_INFERENCE := inference/Q2L_demo_shapes
 
-.PHONY: venv demo demo-data test clean-demo
+.PHONY: venv demo demo-data test bench clean-demo
 
 venv: $(STAMP)
 
@@ -39,6 +39,13 @@ demo: demo-data
 
 test: venv
 	$(PY) -m pytest -q
+
+# Speed benchmarks (tables, JSON in benchmarks/results/); defaults sized for < 15 min on 2 CPU cores.
+bench: venv
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_infer.py -c $(DEMO_CONFIG)
 
 clean-demo:
 	rm -rf $(DEMO_ROOT) $(DEMO_OUTPUT) $(DEMO_INFERENCE)

@@ -194,10 +194,16 @@ def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
     the lower class indices are taken, so exactly k labels are predicted per row."""
     num_classes = scores.shape[1]
     kth = np.partition(scores, num_classes - k, axis=1)[:, num_classes - k, None]
-    above = scores > kth
-    missing = k - above.sum(axis=1, keepdims=True)
-    at_cut = scores == kth
-    return above | (at_cut & (np.cumsum(at_cut, axis=1) <= missing))
+    predicted = scores >= kth
+    # Only rows with more than k scores at or above the cut have ties to break; the rest are done.
+    crowded = np.flatnonzero(np.count_nonzero(predicted, axis=1) > k)
+    if crowded.size:
+        rows, cut = scores[crowded], kth[crowded]
+        above = rows > cut
+        missing = k - above.sum(axis=1, keepdims=True)
+        at_cut = rows == cut
+        predicted[crowded] = above | (at_cut & (np.cumsum(at_cut, axis=1) <= missing))
+    return predicted
 
 
 def top_k_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 3,

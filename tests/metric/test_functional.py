@@ -262,6 +262,19 @@ def test_top_k_predictions_break_ties_by_class_index():
     assert (predicted.sum(axis=1) == 3).all()
 
 
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_top_k_predictions_equal_a_stable_sort_of_each_row(k):
+    # Many ties (one decimal), some rows entirely tied, some rows without ties at the cut.
+    scores, _ = random_problem(16, num_samples=300, num_classes=8)
+    scores = np.round(scores, 1)
+    scores[:20] = 0.5
+    scores[20:40] = np.arange(8) / 10
+    expected = np.zeros(scores.shape, dtype=bool)
+    for row, values in enumerate(scores):
+        expected[row, np.argsort(-values, kind="stable")[:k]] = True  # ties: lower class first
+    np.testing.assert_array_equal(top_k_predictions(scores, k), expected)
+
+
 def test_top3_metrics_equal_a_per_class_loop():
     scores, targets = random_problem(14, num_classes=8)
     scores = np.round(scores, 1)  # ties at the cut
