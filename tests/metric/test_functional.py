@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from ppq2l.metric import functional
 from ppq2l.metric.functional import (AP_MODES, average_precision, mean_average_precision,
                                      threshold_metrics, top_k_metrics, top_k_predictions)
 
@@ -57,6 +58,29 @@ def test_integral_ap_equals_sklearn_on_random_scores(seed, dtype):
     scores = scores.astype(dtype)
     np.testing.assert_allclose(average_precision(scores, targets), sklearn_ap(scores, targets),
                                rtol=0, atol=1e-12)
+
+
+def tie_aware_reference_ap(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Non-interpolated AP of one class written out directly: rank best first, cumulate true and
+    false positives, read the precision at each positive's tie group end, average."""
+    order = np.argsort(-scores, kind="stable")
+    ranked, relevant = scores[order], labels[order] > 0
+    true_positives, false_positives = np.cumsum(relevant), np.cumsum(~relevant)
+    group_end = np.array([np.flatnonzero(ranked == value)[-1] for value in ranked])
+    precision = true_positives[group_end] / (true_positives[group_end] + false_positives[group_end])
+    return float(precision[relevant].mean())
+
+
+@pytest.mark.parametrize("cpus", [1, 3])
+def test_ap_with_the_columns_sorted_on_threads_equals_a_direct_reference(monkeypatch, cpus):
+    # Large enough for the threaded sort; 3 threads split the 70 columns unevenly.
+    monkeypatch.setattr(functional, "usable_cpus", lambda: cpus)
+    scores, targets = random_problem(17, num_samples=4000, num_classes=70, rate=0.03)
+    scores = np.round(scores, 3).astype(np.float32)  # many ties
+    assert scores.size >= functional.THREADED_SORT_MIN_SIZE
+    np.testing.assert_array_equal(functional.sorted_columns(scores), np.sort(scores.T, axis=1))
+    expected = [tie_aware_reference_ap(scores[:, c], targets[:, c]) for c in range(0, 70, 7)]
+    np.testing.assert_allclose(average_precision(scores, targets)[::7], expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("tie_maker", ["one_decimal", "float16_sigmoid"])
