@@ -234,6 +234,17 @@ def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
     return predicted
 
 
+def top_k_passing(scores: np.ndarray, k: int, threshold: float) -> np.ndarray:
+    """`top_k_predictions(scores, k) & (scores >= threshold)`, ranking only the rows that need it:
+    when at most k scores of a row pass the threshold, they are all among its k best (anything
+    tied with a passing score passes too), so the passing mask is already the answer there."""
+    passed = scores >= threshold
+    crowded = np.flatnonzero(np.count_nonzero(passed, axis=1) > k)
+    if crowded.size:
+        passed[crowded] &= top_k_predictions(scores[crowded], k)
+    return passed
+
+
 def top_k_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 3,
                   threshold: float | None = None) -> dict[str, float]:
     """CP..OF1 (keys suffixed `_top{k}`, in percent) when each sample predicts its k highest-scoring
@@ -244,7 +255,8 @@ def top_k_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 3,
     num_classes = scores.shape[1]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_classes:
         raise ValueError(f"k must be an integer from 1 to the number of classes ({num_classes}), got {k!r}")
-    predicted = top_k_predictions(scores, int(k))
-    if threshold is not None:
-        predicted &= scores >= threshold
+    if threshold is None:
+        predicted = top_k_predictions(scores, int(k))
+    else:
+        predicted = top_k_passing(scores, int(k), threshold)
     return _precision_recall_f1(predicted, positives, suffix=f"_top{k}")

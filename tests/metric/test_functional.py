@@ -299,6 +299,18 @@ def test_top_k_predictions_equal_a_stable_sort_of_each_row(k):
     np.testing.assert_array_equal(top_k_predictions(scores, k), expected)
 
 
+@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 0.7, 1.1])
+def test_top_k_passing_equals_top_k_and_threshold(k, threshold):
+    # Rows with fewer, exactly k and more than k passing scores, ties at the threshold and at the
+    # top-k cut; threshold 0 makes every row crowded, 1.1 none.
+    scores, _ = random_problem(18, num_samples=400, num_classes=8)
+    scores = np.round(scores, 1)
+    scores[:30] = 0.5
+    expected = top_k_predictions(scores, k) & (scores >= threshold)
+    np.testing.assert_array_equal(functional.top_k_passing(scores, k, threshold), expected)
+
+
 def test_top3_metrics_equal_a_per_class_loop():
     scores, targets = random_problem(14, num_classes=8)
     scores = np.round(scores, 1)  # ties at the cut
