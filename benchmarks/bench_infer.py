@@ -1,9 +1,14 @@
-"""Inference speed: torch eager vs the exported ONNX model under onnxruntime, on the same model
-and inputs, batch-1 latency and batch-16 throughput. Prints a table and a JSON line.
+"""Inference speed: torch eager vs torch.compile vs the exported ONNX model under onnxruntime (CPU;
+CUDA and TensorRT fp16 providers when a GPU has them), on the same model and inputs: batch-1
+latency and batch-16/64 throughput, and the achieved model GFLOP/s (FLOPs from
+ppq2l.utils.model_info, 2 per multiply-add) as a fraction of this machine's measured float32
+matrix-product GFLOP/s. Prints a table and a JSON line.
 
-    python benchmarks/bench_infer.py -c configs/quick_start/Q2L_demo_shapes.yaml [-o Key=value ...]
-        [--weights CKPT] [--threads 2] [--repeats 30]
+    python benchmarks/bench_infer.py [-c configs/quick_start/Q2L_demo_shapes.yaml] [-o Key=value ...]
+        [--weights CKPT] [--threads 2] [--repeats 20] [--batches 1 16 64]
 Without --weights the model keeps its random initial weights (speed does not depend on them).
+A backend that cannot run here (torch.compile without a working C compiler, a provider that
+onnxruntime lacks) is reported as unavailable with the reason.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from ppq2l.arch import build_model  # noqa: E402
 from ppq2l.config import get_config  # noqa: E402
 from ppq2l.engine.checkpoint import load_model_weights  # noqa: E402
 from ppq2l.export.onnx_export import SigmoidScores, check_parity, export_onnx  # noqa: E402
-
+from ppq2l.utils.model_info import FLOPS_PER_MAC, forward_gmacs  # noqa: E402
 
 def median_seconds(run, repeats: int, warmup: int = 3) -> float:
     """Median wall time of `run()` after a few warm-up calls."""
@@ -40,56 +45,146 @@ def median_seconds(run, repeats: int, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product speed: a size x size x size torch.matmul."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run():
+        torch.matmul(a, b)
+        sync()
+
+    run()
+    run()
+    fastest = min(time_once(run) for _ in range(repeats))  # the machine's capability, not its noise
+    return 2 * size ** 3 / fastest / 1e9
+
+
+def time_once(run) -> float:
+    """Wall time of one `run()`."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def torch_runner(model: torch.nn.Module, device: torch.device, channels_last: bool):
+    """A function that scores a float32 numpy batch with `model` on `device`, in the config's
+    memory layout."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+
+    def run(images: np.ndarray) -> None:
+        with torch.inference_mode():
+            model(torch.from_numpy(images).to(device, memory_format=layout))
+        sync()
+
+    return run
+
+
+def onnx_runners(path: Path, threads: int) -> dict:
+    """Name -> runner, or name -> reason, for each onnxruntime provider worth timing here."""
+    available = onnxruntime.get_available_providers()
+    wanted = {"onnxruntime CPU": ["CPUExecutionProvider"]}
+    if torch.cuda.is_available():
+        wanted["onnxruntime CUDA"] = ["CUDAExecutionProvider"]
+        wanted["onnxruntime TensorRT fp16"] = [("TensorrtExecutionProvider", {"trt_fp16_enable": True}),
+                                               "CUDAExecutionProvider"]
+    runners = {}
+    for name, providers in wanted.items():
+        first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if first not in available:
+            runners[name] = f"{first} is not in this onnxruntime ({', '.join(available)})"
+            continue
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # a provider that fails to initialise is reported, not fatal
+            runners[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            continue
+        runners[name] = (lambda session: lambda images: session.run(["scores"], {"images": images}))(session)
+    return runners
+
+
+def compiled_runner(model: torch.nn.Module, device: torch.device, channels_last: bool,
+                    sample: np.ndarray):
+    """torch.compile of `model` (compiled on `sample`), or the reason it cannot run here."""
+    try:
+        compiled = torch.compile(model)
+        run = torch_runner(compiled, device, channels_last)
+        run(sample)
+        return run
+    except Exception as error:  # e.g. no C compiler for the CPU backend
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("-c", "--config", default="configs/quick_start/Q2L_demo_shapes.yaml")
     parser.add_argument("-o", "--override", action="append", default=[])
     parser.add_argument("--weights", default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--compile", choices=["on", "off"], default="on")
     parser.add_argument("--output", default="benchmarks/results/bench_infer.json")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config = get_config(args.config, args.override)
     model = build_model(config["Arch"])
     if args.weights:
         load_model_weights(model, args.weights)
     scored = SigmoidScores(model).eval()
     height, width = config["Global"]["image_shape"][1:]
+    gflop_per_image = forward_gmacs(model, (3, height, width)) * FLOPS_PER_MAC
+    peak = matmul_gflops(device)
     rng = np.random.default_rng(0)
     results = {"config": args.config, "input": [height, width], "threads": args.threads,
-               "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                          f"onnxruntime {onnxruntime.__version__}"}
+               "device": device.type, "channels_last": bool(config["Global"].get("channels_last")),
+               "model_gflop_per_image": gflop_per_image,
+               "matmul_fp32_gflops": peak, "rows": [],
+               "machine": {"processor": platform.processor() or platform.machine(),
+                           "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                           "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         export_onnx(scored, path, (height, width))
         check_parity(scored, path, (height, width))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        for batch in (1, 16):
+        channels_last = bool(config["Global"].get("channels_last"))
+        on_device = scored.to(device, memory_format=torch.channels_last if channels_last
+                              else torch.contiguous_format)
+        runners = {f"torch eager ({device.type})": torch_runner(on_device, device, channels_last)}
+        if args.compile == "on":
+            sample = rng.standard_normal((1, 3, height, width)).astype(np.float32)
+            runners[f"torch.compile ({device.type})"] = compiled_runner(on_device, device, channels_last, sample)
+        runners.update(onnx_runners(path, args.threads))
+        for batch in args.batches:
             images = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
-            tensor = torch.from_numpy(images)
-
-            def run_torch():
-                with torch.inference_mode():
-                    scored(tensor)
-
-            def run_onnx():
-                session.run(["scores"], {"images": images})
-
-            torch_s = median_seconds(run_torch, args.repeats)
-            onnx_s = median_seconds(run_onnx, args.repeats)
-            results[f"batch{batch}"] = {"torch_ms": torch_s * 1e3, "onnx_ms": onnx_s * 1e3,
-                                        "torch_img_s": batch / torch_s, "onnx_img_s": batch / onnx_s,
-                                        "onnx_speedup": torch_s / onnx_s}
-    print(f"{'batch':>5} {'torch eager ms':>15} {'onnxruntime ms':>15} {'torch img/s':>12} "
-          f"{'onnx img/s':>11} {'speed-up':>9}")
-    for batch in (1, 16):
-        row = results[f"batch{batch}"]
-        print(f"{batch:>5} {row['torch_ms']:>15.2f} {row['onnx_ms']:>15.2f} {row['torch_img_s']:>12.1f} "
-              f"{row['onnx_img_s']:>11.1f} {row['onnx_speedup']:>8.2f}x")
+            for name, runner in runners.items():
+                row = {"backend": name, "batch": batch}
+                if isinstance(runner, str):
+                    row["unavailable"] = runner
+                else:
+                    try:
+                        seconds = median_seconds(lambda: runner(images), args.repeats)
+                    except Exception as error:  # e.g. a compiled graph that cannot take this batch
+                        row["unavailable"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                    else:
+                        achieved = gflop_per_image * batch / seconds
+                        row.update({"ms": seconds * 1e3, "images_per_second": batch / seconds,
+                                    "gflops": achieved, "fraction_of_matmul": achieved / peak})
+                results["rows"].append(row)
+    print(f"model {gflop_per_image:.3f} GFLOP/image at {height}x{width}; fp32 matmul on this "
+          f"{device.type}: {peak:.0f} GFLOP/s ({args.threads} threads on CPU)")
+    print(f"{'backend':<28} {'batch':>5} {'ms':>9} {'img/s':>9} {'GFLOP/s':>9} {'of matmul':>9}")
+    for row in results["rows"]:
+        if "unavailable" in row:
+            print(f"{row['backend']:<28} {row['batch']:>5} unavailable: {row['unavailable']}")
+            continue
+        print(f"{row['backend']:<28} {row['batch']:>5} {row['ms']:>9.2f} {row['images_per_second']:>9.1f} "
+              f"{row['gflops']:>9.1f} {row['fraction_of_matmul']:>8.1%}")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results))
