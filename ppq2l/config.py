@@ -46,6 +46,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "early_stop_patience": 0,
     "clip_grad_norm": None,
     "channels_last": False,
+    "compile": False,  # torch.compile the training step's model (checkpoints keep plain keys)
     "deterministic": False,
     "num_threads": None,
     "update_freq": 1,  # accumulate gradients over N batches per optimizer step

@@ -55,6 +55,10 @@ class Trainer:
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             device_ids = [self.context.device.index] if self.context.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        if settings["compile"]:
+            # Only the module the training step calls is compiled; checkpoints, EMA and evaluation
+            # use self.model, so saved keys carry no compile-wrapper prefix.
+            self.train_model = torch.compile(self.train_model)
         use_cuda = self.context.device.type == "cuda"
         seed = int(settings["seed"])
         self.train_loader = build_dataloader(require_section(config, "DataLoader.Train"), "Train",

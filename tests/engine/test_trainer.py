@@ -159,3 +159,15 @@ def test_use_tensorboard_without_the_package_is_a_clear_config_error(tiny_config
     tiny_config["Global"]["use_tensorboard"] = True
     with pytest.raises(ConfigError, match="Global.use_tensorboard.*pip install tensorboard"):
         Trainer(tiny_config)
+
+
+def test_compile_wraps_only_the_training_module(tiny_config):
+    """Global.compile compiles what the training step calls, while checkpoints and EMA keep the
+    plain module, so a saved state dict has the same keys with or without compiling."""
+    plain_keys = set(Trainer(tiny_config).model.state_dict())
+    tiny_config["Global"]["compile"] = True
+    trainer = Trainer(tiny_config)
+    assert isinstance(trainer.train_model, torch._dynamo.eval_frame.OptimizedModule)
+    assert trainer.train_model._orig_mod is trainer.model
+    assert set(trainer.model.state_dict()) == plain_keys
+    assert not any(key.startswith("_orig_mod.") for key in plain_keys)
