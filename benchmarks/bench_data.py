@@ -15,7 +15,6 @@ Passes alternate between the two pipelines so that load from other programs hits
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+from bench_common import write_results  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -166,9 +167,7 @@ def main() -> None:
         row = results[mode]
         print(f"{mode:>8} {row['ours_img_s']:>11.1f} {row['reference_img_s']:>16.1f} "
               f"{row['ours_median_ms']:>8.2f} {row['reference_median_ms']:>13.2f} {row['speedup']:>8.2f}x")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results))
+    write_results(results, args.output)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,14 @@ onnxruntime lacks) is reported as unavailable with the reason.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+from bench_common import median_seconds, time_once, write_results  # noqa: E402
 
 import numpy as np  # noqa: E402
 import onnxruntime  # noqa: E402
@@ -32,18 +31,6 @@ from ppq2l.config import get_config  # noqa: E402
 from ppq2l.engine.checkpoint import load_model_weights  # noqa: E402
 from ppq2l.export.onnx_export import SigmoidScores, check_parity, export_onnx  # noqa: E402
 from ppq2l.utils.model_info import FLOPS_PER_MAC, forward_gmacs  # noqa: E402
-
-def median_seconds(run, repeats: int, warmup: int = 3) -> float:
-    """Median wall time of `run()` after a few warm-up calls."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
 
 def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """This machine's float32 matrix-product speed: a size x size x size torch.matmul."""
@@ -58,13 +45,6 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> f
     run()
     fastest = min(time_once(run) for _ in range(repeats))  # the machine's capability, not its noise
     return 2 * size ** 3 / fastest / 1e9
-
-
-def time_once(run) -> float:
-    """Wall time of one `run()`."""
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 def torch_runner(model: torch.nn.Module, device: torch.device, channels_last: bool):
@@ -168,7 +148,7 @@ def main() -> None:
                     row["unavailable"] = runner
                 else:
                     try:
-                        seconds = median_seconds(lambda: runner(images), args.repeats)
+                        seconds = median_seconds(lambda: runner(images), args.repeats, warmup=3)
                     except Exception as error:  # e.g. a compiled graph that cannot take this batch
                         row["unavailable"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
                     else:
@@ -185,9 +165,7 @@ def main() -> None:
             continue
         print(f"{row['backend']:<28} {row['batch']:>5} {row['ms']:>9.2f} {row['images_per_second']:>9.1f} "
               f"{row['gflops']:>9.1f} {row['fraction_of_matmul']:>8.1%}")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results))
+    write_results(results, args.output)
 
 
 if __name__ == "__main__":

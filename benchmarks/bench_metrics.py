@@ -13,15 +13,14 @@ stored in float16 first (as AMP evaluation produces them), so many scores repeat
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+
+from bench_common import median_seconds, write_results  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -128,15 +127,11 @@ def loop_threshold_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str,
     return {**loop_counts(passed, targets, ""), **loop_counts(in_top & passed, targets, f"_top{TOP_K}")}
 
 
-def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Median wall time of `run()` over `repeats` calls after one warm-up, and its result."""
+def timed(run: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall time of `run()` over `repeats` calls, and the result of the untimed first call
+    (which is the warm-up)."""
     result = run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return median_seconds(run, repeats, warmup=0), result
 
 
 def main() -> None:
@@ -152,18 +147,17 @@ def main() -> None:
     map_metric = MultiLabelMAP(map_type="integral")
     threshold_metric = MultiLabelThresholdMetrics(threshold=THRESHOLD, top_k=TOP_K)
     rows = {}
-    ours_s, ours_map = median_seconds(lambda: map_metric(scores, targets), args.repeats)
-    loop_s, reference_map = median_seconds(lambda: loop_map(scores, targets), args.repeats)
+    ours_s, ours_map = timed(lambda: map_metric(scores, targets), args.repeats)
+    loop_s, reference_map = timed(lambda: loop_map(scores, targets), args.repeats)
     np.testing.assert_allclose(np.array(ours_map["per_class_AP"], dtype=float),
                                reference_map["per_class_AP"], rtol=0, atol=1e-6)
     assert abs(ours_map["mAP"] - reference_map["mAP"]) <= 1e-6
     rows["mAP"] = {"ours_s": ours_s, "loop_s": loop_s, "value": ours_map["mAP"]}
-    python_s, python_map = median_seconds(lambda: pure_python_map(scores, targets), 1)
+    python_s, python_map = timed(lambda: pure_python_map(scores, targets), 1)
     np.testing.assert_allclose(python_map["per_class_AP"], reference_map["per_class_AP"], rtol=0, atol=1e-6)
     rows["mAP, pure-Python loop"] = {"ours_s": ours_s, "loop_s": python_s, "value": ours_map["mAP"]}
-    ours_s, ours_thresholds = median_seconds(lambda: threshold_metric(scores, targets), args.repeats)
-    loop_s, reference_thresholds = median_seconds(lambda: loop_threshold_metrics(scores, targets),
-                                                  args.repeats)
+    ours_s, ours_thresholds = timed(lambda: threshold_metric(scores, targets), args.repeats)
+    loop_s, reference_thresholds = timed(lambda: loop_threshold_metrics(scores, targets), args.repeats)
     assert ours_thresholds.keys() == reference_thresholds.keys()
     for key, value in reference_thresholds.items():
         assert abs(ours_thresholds[key] - value) <= 1e-6, (key, ours_thresholds[key], value)
@@ -184,9 +178,7 @@ def main() -> None:
                "agree_within": 1e-6, **rows,
                "machine": f"{platform.processor() or platform.machine()}, numpy {np.__version__}, "
                           f"python {platform.python_version()}"}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results))
+    write_results(results, args.output)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
+from bench_common import write_results  # noqa: E402
+
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
@@ -353,9 +355,7 @@ def main() -> None:
                            "python": platform.python_version(), "torch": torch.__version__,
                            "threads": args.threads or torch.get_num_threads(),
                            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results))
+    write_results(results, args.output)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def official_tresnet_to_timm(weights: dict[str, torch.Tensor]) -> dict[str, torc
             continue
         target, is_abn_weight = tresnet_key_to_timm(key)
         converted[target] = value.abs() + INPLACE_ABN_EPS if is_abn_weight else value
-        counter = target.removesuffix("running_mean") + "num_batches_tracked"
-        if target.endswith(".bn.running_mean") and counter not in weights:
-            converted[counter] = torch.tensor(0, dtype=torch.long)
+        if target.endswith(".bn.running_mean"):
+            counter = target.removesuffix("running_mean") + "num_batches_tracked"
+            converted.setdefault(counter, torch.tensor(0, dtype=torch.long))
     return converted

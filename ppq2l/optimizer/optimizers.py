@@ -33,8 +33,8 @@ def fused_unless_configured(params: ParamGroups, foreach: bool | None, fused: bo
     """The `fused` flag to pass on: as configured when `foreach` or `fused` is set; otherwise True
     when every parameter is a floating-point tensor on CPU or CUDA. Torch's own default on CPU is
     one small kernel per tensor per operation; the fused update reads each tensor once, which
-    made the AdamW step of a ResNet-50 Query2Label about 25x faster on CPU (see
-    benchmarks/bench_train.py). The result is the same update up to float rounding."""
+    matters most for wide heads such as Query2Label's (benchmarks/bench_train.py times the whole
+    step against a per-tensor loop). The result is the same update up to float rounding."""
     if foreach is not None or fused is not None:
         return fused
     tensors = [parameter for group in params for parameter in group["params"]]
