@@ -51,6 +51,14 @@ def _validated(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.
     return scores, positives
 
 
+def _true_counts(mask: np.ndarray, axis: int) -> np.ndarray:
+    """How many entries of a boolean array are True along `axis`. Summing the bytes as uint8
+    with an int32 accumulator is about twice as fast as `mask.sum` (which widens every entry to
+    int64); int32 holds any count below 2**31."""
+    dtype = np.int32 if mask.shape[axis] < 2 ** 31 else np.int64
+    return mask.view(np.uint8).sum(axis=axis, dtype=dtype)
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the platform has one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -96,18 +104,16 @@ def _precision_at_positives(scores: np.ndarray, positives: np.ndarray,
 
     Returns (class, slot, precision) per positive, grouped by class and ascending by score within
     a class (`slot` = position within the class); tied positives share one precision."""
-    num_samples = scores.shape[0]
-    class_of, sample_of = np.nonzero(positives.T)
-    values = scores[sample_of, class_of]
-    columns = sorted_columns(scores)
-    below = _count_below(columns, class_of, values)
-    # Sorting by (class, samples below) orders each class's positives by score (class_of, already
-    # grouped, stays as it is) and gives tied positives equal keys.
-    order = np.argsort(class_of.astype(np.int64) * (num_samples + 1) + below, kind="stable")
-    below = below[order]
-    index = np.arange(len(order))
+    num_samples, num_classes = scores.shape
+    # Positives in sample-major order (cheaper to find than class-major); the sort below regroups them.
+    sample_of, class_of = np.divmod(np.flatnonzero(positives), num_classes)
+    below = _count_below(sorted_columns(scores), class_of, scores[sample_of, class_of])
+    # One sort of the (class, samples below) keys groups the positives by class and orders each
+    # class by score; tied positives get equal keys, and nothing else about a positive is needed.
+    class_of, below = np.divmod(np.sort(class_of * (num_samples + 1) + below), num_samples + 1)
+    index = np.arange(len(below))
     slot = index - (np.cumsum(counts) - counts)[class_of]
-    new_score = np.ones(len(order), dtype=bool)
+    new_score = np.ones(len(below), dtype=bool)
     new_score[1:] = (below[1:] != below[:-1]) | (class_of[1:] != class_of[:-1])
     # Every positive from the first of its tie group upwards scores >= it.
     first_tied = slot[np.maximum.accumulate(np.where(new_score, index, 0))]
@@ -132,7 +138,7 @@ def average_precision(scores: np.ndarray, targets: np.ndarray, mode: str = "inte
         raise ValueError(f"unknown average precision mode {mode!r}; valid modes: {', '.join(AP_MODES)}")
     scores, positives = _validated(scores, targets)
     num_classes = scores.shape[1]
-    counts = positives.sum(axis=0)
+    counts = _true_counts(positives, axis=0)
     result = np.full(num_classes, np.nan)
     has_positives = counts > 0
     if not has_positives.any():
@@ -180,9 +186,9 @@ def _f1(precision: float, recall: float) -> float:
 
 def _precision_recall_f1(predicted: np.ndarray, positives: np.ndarray, suffix: str = "") -> dict[str, float]:
     """Per-class (CP, CR, CF1) and overall (OP, OR, OF1) scores of boolean predictions, in percent."""
-    predicted_count = predicted.sum(axis=0)
-    correct_count = (predicted & positives).sum(axis=0)
-    positive_count = positives.sum(axis=0)
+    predicted_count = _true_counts(predicted, axis=0)
+    correct_count = _true_counts(predicted & positives, axis=0)
+    positive_count = _true_counts(positives, axis=0)
     has_positives = positive_count > 0
     if has_positives.any():
         class_precision = correct_count / np.maximum(predicted_count, 1)
@@ -224,7 +230,7 @@ def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
     kth = np.partition(scores, num_classes - k, axis=1)[:, num_classes - k, None]
     predicted = scores >= kth
     # Only rows with more than k scores at or above the cut have ties to break; the rest are done.
-    crowded = np.flatnonzero(np.count_nonzero(predicted, axis=1) > k)
+    crowded = np.flatnonzero(_true_counts(predicted, axis=1) > k)
     if crowded.size:
         rows, cut = scores[crowded], kth[crowded]
         above = rows > cut
@@ -239,7 +245,7 @@ def top_k_passing(scores: np.ndarray, k: int, threshold: float) -> np.ndarray:
     when at most k scores of a row pass the threshold, they are all among its k best (anything
     tied with a passing score passes too), so the passing mask is already the answer there."""
     passed = scores >= threshold
-    crowded = np.flatnonzero(np.count_nonzero(passed, axis=1) > k)
+    crowded = np.flatnonzero(_true_counts(passed, axis=1) > k)
     if crowded.size:
         passed[crowded] &= top_k_predictions(scores[crowded], k)
     return passed
