@@ -15,18 +15,20 @@ import os
 import posixpath
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 if __package__ in (None, ""):
     # Run as a plain script: make the checkout's `ppq2l` importable without an install.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pycocotools.coco import COCO  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ppq2l.cli import run_cli  # noqa: E402
 from ppq2l.errors import DataError  # noqa: E402
 from ppq2l.utils.logger import get_logger  # noqa: E402
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
 
 REQUIRED_KEYS = {
     "images": ("id", "file_name"),
@@ -72,6 +74,9 @@ def load_coco_annotations(anno_path: str | os.PathLike) -> COCO:
             raise DataError(f"annotation file {anno_path}: annotations[{position}] has "
                             f"category_id {annotation['category_id']!r}, which is not in "
                             "'categories'")
+    # Imported here so that training from list or CSV files does not need pycocotools.
+    from pycocotools.coco import COCO
+
     coco = COCO()
     coco.dataset = dataset
     # pycocotools prints progress chatter to stdout; the converter reports through its logger.

@@ -181,3 +181,11 @@ def test_runs_as_plain_script_from_repo_root(coco_root):
     assert (coco_root / "multilabel_val_list.txt").read_bytes() == EXPECTED_LIST.encode()
     assert (coco_root / "COCO2017_labels.txt").read_bytes() == EXPECTED_LABELS.encode()
     assert "Wrote 4 images" in result.stdout
+
+
+def test_training_modules_import_without_pycocotools():
+    # Only the COCO json readers need pycocotools; list and CSV training must not.
+    code = ("import sys; sys.modules['pycocotools'] = None\n"
+            "import ppq2l.engine, ppq2l.data, ppq2l.utils.create_coco_multilabel_lists\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
