@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -311,10 +311,17 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
-def _affine(image: np.ndarray, matrix: np.ndarray, fill: tuple[int, ...]) -> np.ndarray:
+class Warp(NamedTuple):
+    """How RandAugment's geometric ops resample: the colour of uncovered pixels and the OpenCV
+    interpolation flag."""
+    fill: tuple[int, ...]
+    flags: int
+
+
+def _affine(image: np.ndarray, matrix: np.ndarray, warp: Warp) -> np.ndarray:
     height, width = image.shape[:2]
-    return cv2.warpAffine(image, matrix.astype(np.float64), (width, height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+    return cv2.warpAffine(image, matrix.astype(np.float64), (width, height), flags=warp.flags,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=warp.fill)
 
 
 def _about_center(matrix: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -325,11 +332,11 @@ def _about_center(matrix: np.ndarray, image: np.ndarray) -> np.ndarray:
     return np.hstack([linear, (center - linear @ center)[:, None]])
 
 
-def _identity(image, value, fill):
+def _identity(image, value, warp):
     return image
 
 
-def _autocontrast(image, value, fill):
+def _autocontrast(image, value, warp):
     channels = []
     for channel in cv2.split(image):
         low, high = int(channel.min()), int(channel.max())
@@ -340,58 +347,58 @@ def _autocontrast(image, value, fill):
     return cv2.merge(channels)
 
 
-def _equalize(image, value, fill):
+def _equalize(image, value, warp):
     return cv2.merge([cv2.equalizeHist(channel) for channel in cv2.split(image)])
 
 
-def _rotate(image, degrees, fill):
+def _rotate(image, degrees, warp):
     height, width = image.shape[:2]
     matrix = cv2.getRotationMatrix2D(((width - 1) / 2.0, (height - 1) / 2.0), degrees, 1.0)
-    return _affine(image, matrix, fill)
+    return _affine(image, matrix, warp)
 
 
-def _shear_x(image, shear, fill):
-    return _affine(image, _about_center(np.array([[1.0, shear, 0.0], [0.0, 1.0, 0.0]]), image), fill)
+def _shear_x(image, shear, warp):
+    return _affine(image, _about_center(np.array([[1.0, shear, 0.0], [0.0, 1.0, 0.0]]), image), warp)
 
 
-def _shear_y(image, shear, fill):
-    return _affine(image, _about_center(np.array([[1.0, 0.0, 0.0], [shear, 1.0, 0.0]]), image), fill)
+def _shear_y(image, shear, warp):
+    return _affine(image, _about_center(np.array([[1.0, 0.0, 0.0], [shear, 1.0, 0.0]]), image), warp)
 
 
-def _translate_x(image, fraction, fill):
-    return _affine(image, np.array([[1.0, 0.0, fraction * image.shape[1]], [0.0, 1.0, 0.0]]), fill)
+def _translate_x(image, fraction, warp):
+    return _affine(image, np.array([[1.0, 0.0, fraction * image.shape[1]], [0.0, 1.0, 0.0]]), warp)
 
 
-def _translate_y(image, fraction, fill):
-    return _affine(image, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, fraction * image.shape[0]]]), fill)
+def _translate_y(image, fraction, warp):
+    return _affine(image, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, fraction * image.shape[0]]]), warp)
 
 
-def _solarize(image, threshold, fill):
+def _solarize(image, threshold, warp):
     # as a 256-entry lookup table: the same pixels as np.where(image >= threshold, 255 - image,
     # image), an order of magnitude faster
     levels = np.arange(256)
     return cv2.LUT(image, np.where(levels >= threshold, 255 - levels, levels).astype(np.uint8))
 
 
-def _posterize(image, bits, fill):
+def _posterize(image, bits, warp):
     mask = np.uint8((0xFF << (8 - int(bits))) & 0xFF)
     return image & mask
 
 
-def _color(image, factor, fill):
+def _color(image, factor, warp):
     return _blend(image, cv2.cvtColor(_gray(image), cv2.COLOR_GRAY2RGB), factor)
 
 
-def _contrast(image, factor, fill):
+def _contrast(image, factor, warp):
     mean = int(_gray(image).mean() + 0.5)
     return _blend(image, np.full_like(image, mean), factor)
 
 
-def _brightness(image, factor, fill):
+def _brightness(image, factor, warp):
     return _blend(image, np.zeros_like(image), factor)
 
 
-def _sharpness(image, factor, fill):
+def _sharpness(image, factor, warp):
     kernel = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
     smooth = cv2.filter2D(image, -1, kernel)
     smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1] = image[0], image[-1], image[:, 0], image[:, -1]
@@ -415,17 +422,21 @@ RANDAUGMENT_OPS: dict[str, tuple[Callable, float, float, bool]] = {
     "TranslateX": (_translate_x, 0.0, 150.0 / 331.0, True),
     "TranslateY": (_translate_y, 0.0, 150.0 / 331.0, True),
 }
+WARP_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")  # for the geometric ops
 ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")  # value v means factor 1 +- v
 
 
 @TRANSFORMS.register
 class RandAugment:
     """Apply `num_layers` ops drawn uniformly from RANDAUGMENT_OPS, each at strength
-    `magnitude / max_level` of its range (ranges as in RandAugment), to a uint8 RGB HWC image."""
+    `magnitude / max_level` of its range (ranges as in RandAugment), to a uint8 RGB HWC image.
+    `interpolation` is how Rotate, Shear and Translate resample (nearest, bilinear or bicubic):
+    the PIL RandAugment of the official Q2L / ML-Decoder training uses PIL's default, nearest,
+    which is also faster (0.16 vs 0.54 ms per geometric op at 448 px on one core)."""
 
     def __init__(self, num_layers: int = 2, magnitude: float = 5, max_level: float = 10,
                  fillcolor: Sequence[int] | int = (128, 128, 128),
-                 ops: Sequence[str] | None = None) -> None:
+                 ops: Sequence[str] | None = None, interpolation: str = "bilinear") -> None:
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
             raise ConfigError(f"num_layers must be an int >= 0, got {num_layers!r}")
         if isinstance(max_level, bool) or not isinstance(max_level, (int, float)) or max_level <= 0:
@@ -442,7 +453,10 @@ class RandAugment:
             raise ConfigError(f"ops must be a non-empty list of {', '.join(RANDAUGMENT_OPS)}; "
                               f"unknown: {unknown}")
         self.num_layers, self.level = num_layers, float(magnitude) / float(max_level)
-        self.fill, self.names = tuple(fill), names
+        if interpolation not in WARP_INTERPOLATIONS:
+            raise ConfigError(f"RandAugment interpolation must be one of "
+                              f"{', '.join(WARP_INTERPOLATIONS)}, got {interpolation!r}")
+        self.warp, self.names = Warp(tuple(fill), INTERPOLATIONS[interpolation]), names
 
     def op_value(self, name: str) -> float:
         """The unsigned strength `name` is applied with at this magnitude."""
@@ -463,7 +477,7 @@ class RandAugment:
                 value = -value
             if name in ENHANCE_OPS:
                 value = 1.0 + value
-            image = function(image, value, self.fill)
+            image = function(image, value, self.warp)
         return image
 
 

@@ -218,6 +218,22 @@ def test_randaugment_at_magnitude_zero_leaves_the_image_alone():
         np.testing.assert_array_equal(augment(image, np.random.default_rng(seed)), image)
 
 
+@pytest.mark.parametrize("name", ["Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"])
+def test_randaugment_nearest_geometric_ops_only_move_pixels(name):
+    # Nearest-neighbour warps copy input pixels (or paint the fill); bilinear ones mix neighbours.
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[::2, ::3] = (250, 10, 90)
+    image[1::4] = (20, 200, 60)
+    colours = {tuple(pixel) for pixel in image.reshape(-1, 3)} | {(128, 128, 128)}
+    nearest = RandAugment(num_layers=1, magnitude=7.3, ops=[name], interpolation="nearest")
+    bilinear = RandAugment(num_layers=1, magnitude=7.3, ops=[name], interpolation="bilinear")
+    for seed in range(4):
+        moved = nearest(image, np.random.default_rng(seed))
+        assert {tuple(pixel) for pixel in moved.reshape(-1, 3)} <= colours
+        blended = bilinear(image, np.random.default_rng(seed))
+        assert not {tuple(pixel) for pixel in blended.reshape(-1, 3)} <= colours
+
+
 def test_randaugment_rejects_float_images_and_bad_keywords():
     with pytest.raises(ConfigError, match="before NormalizeImage"):
         RandAugment()(np.zeros((8, 8, 3), np.float32), np.random.default_rng(0))
@@ -225,6 +241,8 @@ def test_randaugment_rejects_float_images_and_bad_keywords():
         RandAugment(magnitude=11)
     with pytest.raises(ConfigError):
         RandAugment(ops=["Invertt"])
+    with pytest.raises(ConfigError, match="nearest, bilinear, bicubic.*'area'"):
+        RandAugment(interpolation="area")
 
 
 # --------------------------------------------------------------------------------- Cutout
