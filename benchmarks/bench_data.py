@@ -4,10 +4,12 @@ Query2Label/ASL code builds them (PIL decode, torchvision Resize, PIL RandAugmen
 ToTensor, Normalize). Prints a table and a JSON line.
 
     python benchmarks/bench_data.py [-c configs/MultiLabelCOCO/Query2Label/Q2L_R101_448.yaml]
-        [--images 64] [--passes 5] [--threads 1]
+        [-o Key=value ...] [--images 64] [--passes 5] [--threads 1] [--sizes 640x480 480x640 640x427]
 
-The images are COCO-sized JPEGs (640x480, 480x640, 640x427; textured, quality 90) generated with
-a fixed seed into a temporary folder. Everything runs in this one process, one image at a time,
+The images are COCO-sized JPEGs (640x480, 480x640, 640x427, or the --sizes given; textured,
+quality 90) generated with a fixed seed into a temporary folder. For sources much larger than the
+training size, compare ours with and without reduced JPEG decoding, e.g. `--sizes 4032x3024
+-o DataLoader.Train.dataset.transform_ops.0.DecodeImage.reduce_to=448` (and the same for Eval). Everything runs in this one process, one image at a time,
 and each call (file read included) is timed: the figure is what one DataLoader worker delivers.
 `--threads` caps OpenCV and torch threads (default 1, a worker's share when every core runs one).
 Passes alternate between the two pipelines so that load from other programs hits both alike.
@@ -43,21 +45,23 @@ IMAGE_SIZES = ((640, 480), (480, 640), (640, 427))  # (width, height), the commo
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def write_images(folder: Path, count: int, seed: int) -> list[Path]:
+def write_images(folder: Path, count: int, seed: int,
+                 sizes: tuple[tuple[int, int], ...] = IMAGE_SIZES) -> list[Path]:
     """`count` JPEGs with gradients, filled shapes, blur and sensor-like noise (so they compress
     like photographs, not like flat synthetic images)."""
     rng = np.random.default_rng(seed)
     paths = []
     for index in range(count):
-        width, height = IMAGE_SIZES[index % len(IMAGE_SIZES)]
+        width, height = sizes[index % len(sizes)]
         y, x = np.mgrid[0:height, 0:width].astype(np.float32)
         phase = rng.uniform(0, 255, 3)
         image = np.stack([(x * 0.3 + phase[0]) % 256, (y * 0.5 + phase[1]) % 256,
                           ((x + y) * 0.2 + phase[2]) % 256], axis=-1)
+        scale = max(width, height) / 640  # shapes grow with the image, so larger ones look alike
         for _ in range(12):
             center = (int(rng.integers(width)), int(rng.integers(height)))
             colour = [int(value) for value in rng.integers(0, 256, 3)]
-            cv2.circle(image, center, int(rng.integers(10, 120)), colour, -1)
+            cv2.circle(image, center, int(rng.integers(10, 120) * scale), colour, -1)
         image = cv2.GaussianBlur(image, (0, 0), 2.0) + rng.normal(0, 8, image.shape)
         path = folder / f"{index:04d}.jpg"
         cv2.imwrite(str(path), np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -107,6 +111,14 @@ def our_pipelines(config: dict) -> dict[str, Callable[[Path], np.ndarray]]:
     return {mode: (lambda path, ops=ops: ops(path.read_bytes(), rng)) for mode, ops in composed.items()}
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480), for argparse."""
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}")
+    return int(width), int(height)
+
+
 def time_pass(pipeline: Callable[[Path], object], paths: list[Path], times: list[float]) -> object:
     """Run `pipeline` on every path, appending each call's seconds to `times`; returns the last
     output (for the shape check)."""
@@ -121,7 +133,10 @@ def time_pass(pipeline: Callable[[Path], object], paths: list[Path], times: list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", default="configs/MultiLabelCOCO/Query2Label/Q2L_R101_448.yaml")
+    parser.add_argument("-o", "--override", action="append", default=[], help="config override")
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--sizes", nargs="+", type=image_size, default=list(IMAGE_SIZES),
+                        help="source JPEG sizes as WIDTHxHEIGHT, used in turn")
     parser.add_argument("--passes", type=int, default=5, help="timed passes over the images")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -132,16 +147,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    config = get_config(args.config, [])
+    config = get_config(args.config, args.override)
     size = config["Global"]["image_shape"][1]
     ours, reference = our_pipelines(config), reference_pipelines(size)
     results: dict = {
-        "config": args.config, "images": args.images, "passes": args.passes, "threads": args.threads,
+        "config": args.config, "overrides": args.override,
+        "sizes": [f"{width}x{height}" for width, height in args.sizes], "images": args.images, "passes": args.passes, "threads": args.threads,
         "machine": f"{platform.processor() or platform.machine()}, numpy {np.__version__}, "
                    f"opencv {cv2.__version__}, Pillow {PIL.__version__}, torch {torch.__version__}, "
                    f"torchvision {torchvision.__version__}"}
     with tempfile.TemporaryDirectory() as folder:
-        paths = write_images(Path(folder), args.images, args.seed)
+        paths = write_images(Path(folder), args.images, args.seed, tuple(args.sizes))
         for mode in ("eval", "train"):
             for pipeline in (ours[mode], reference[mode]):  # warm-up: caches, lazy imports
                 time_pass(pipeline, paths[:4], [])

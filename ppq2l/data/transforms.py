@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import struct
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -111,26 +111,48 @@ def _tiff_orientation(tiff: bytes) -> int:
     return 1
 
 
+def _jpeg_header_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(marker, payload) of every JPEG segment before the compressed image data."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            position += 2
+            continue
+        if marker in (0xDA, 0xD9):  # image data starts: metadata comes before it
+            return
+        length = struct.unpack(">H", data[position + 2:position + 4])[0]
+        yield marker, data[position + 4:position + 2 + length]
+        position += 2 + length
+
+
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic...), which hold the size;
+# C4, C8 and CC share the range but are other segments.
+JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) stored in a JPEG's frame header, before any EXIF rotation; None for
+    other formats or a JPEG without a readable frame header."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    for marker, segment in _jpeg_header_segments(data):
+        if marker in JPEG_FRAME_MARKERS and len(segment) >= 5:
+            height, width = struct.unpack(">HH", segment[1:5])
+            return width, height
+    return None
+
+
 def exif_orientation(data: bytes) -> int:
     """EXIF orientation (1..8) of JPEG (APP1) or PNG (eXIf) bytes; 1 for other formats or none.
     Needed because OpenCV ignores orientation when decoding with IMREAD_UNCHANGED."""
     if data[:2] == b"\xff\xd8":
-        position = 2
-        while position + 4 <= len(data) and data[position] == 0xFF:
-            marker = data[position + 1]
-            if marker == 0xFF:  # fill byte
-                position += 1
-                continue
-            if marker == 0xD8 or 0xD0 <= marker <= 0xD7 or marker == 0x01:
-                position += 2
-                continue
-            if marker in (0xDA, 0xD9):  # image data starts: metadata comes before it
-                break
-            length = struct.unpack(">H", data[position + 2:position + 4])[0]
-            segment = data[position + 4:position + 2 + length]
+        for marker, segment in _jpeg_header_segments(data):
             if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
                 return _tiff_orientation(segment[6:])
-            position += 2 + length
         return 1
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         position = 8
@@ -176,11 +198,33 @@ def _composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def decode_to_bgr(data: bytes) -> np.ndarray:
+# libjpeg decodes at 1/2, 1/4 or 1/8 scale in the DCT domain, much faster than at full size.
+REDUCED_DECODE_FLAGS = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                        2: cv2.IMREAD_REDUCED_COLOR_2}
+
+
+def jpeg_reduction(data: bytes, reduce_to: int | None) -> int:
+    """The largest JPEG decoding scale divisor (8, 4 or 2) that keeps both sides of the image at
+    least `reduce_to` pixels; 1 (full size) when none does, for other formats, or for None."""
+    size = jpeg_size(data) if reduce_to is not None else None
+    if size is None:
+        return 1
+    short_side = min(size)
+    return next((factor for factor in REDUCED_DECODE_FLAGS if short_side // factor >= reduce_to), 1)
+
+
+def decode_to_bgr(data: bytes, reduce_to: int | None = None) -> np.ndarray:
     """Decode image file bytes to uint8 BGR HWC: gray is replicated, 16-bit scaled to 8-bit,
-    transparency composited on white, EXIF orientation applied. Undecodable bytes: DataError."""
+    transparency composited on white, EXIF orientation applied. Undecodable bytes: DataError.
+    With `reduce_to`, a JPEG whose short side is at least twice that is decoded at a reduced
+    scale (see `jpeg_reduction`), so its short side stays >= `reduce_to`."""
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    factor = jpeg_reduction(data, reduce_to)
+    if factor > 1:  # orientation is applied below, as for full-size images
+        flags = REDUCED_DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    else:
+        flags = cv2.IMREAD_UNCHANGED
+    image = cv2.imdecode(buffer, flags) if buffer.size else None
     if image is None:
         raise DataError(f"cannot decode image data ({len(data)} bytes, starts with {data[:8]!r}); "
                         "expected a JPEG, PNG, BMP, WebP or TIFF file")
@@ -201,10 +245,20 @@ def decode_to_bgr(data: bytes) -> np.ndarray:
 @TRANSFORMS.register
 class DecodeImage:
     """Raw file bytes -> uint8 RGB (or BGR with to_rgb=False) HWC (CHW with channel_first).
-    Transparent images are composited on white; 16-bit images are scaled to 8 bits."""
+    Transparent images are composited on white; 16-bit images are scaled to 8 bits.
 
-    def __init__(self, to_rgb: bool = True, channel_first: bool = False) -> None:
-        self.to_rgb, self.channel_first = bool(to_rgb), bool(channel_first)
+    `reduce_to` (pixels, off by default): decode a JPEG at 1/2, 1/4 or 1/8 scale when its short
+    side stays >= reduce_to, for sources much larger than the training size (set it to that
+    size; the resize after it then starts from a smaller image). The pixels differ slightly from
+    a full decode followed by the same resize, so train and evaluate with the same setting."""
+
+    def __init__(self, to_rgb: bool = True, channel_first: bool = False,
+                 reduce_to: int | None = None) -> None:
+        if reduce_to is not None and (isinstance(reduce_to, bool) or not isinstance(reduce_to, int)
+                                      or reduce_to < 1):
+            raise ConfigError(f"DecodeImage reduce_to must be a positive number of pixels or null "
+                              f"(full-size decoding), got {reduce_to!r}")
+        self.to_rgb, self.channel_first, self.reduce_to = bool(to_rgb), bool(channel_first), reduce_to
 
     def __call__(self, data: bytes | bytearray | memoryview | np.ndarray,
                  rng: np.random.Generator | None = None) -> np.ndarray:
@@ -215,7 +269,7 @@ class DecodeImage:
             data = data.tobytes()
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"DecodeImage expects encoded file bytes, got {type(data).__name__}")
-        image = decode_to_bgr(bytes(data))
+        image = decode_to_bgr(bytes(data), self.reduce_to)
         if self.to_rgb:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return np.ascontiguousarray(image.transpose(2, 0, 1)) if self.channel_first else image

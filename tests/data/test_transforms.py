@@ -15,7 +15,7 @@ import torch
 from ppq2l.data.batch_transforms import CutMix, build_batch_transforms
 from ppq2l.data.transforms import (RANDAUGMENT_OPS, Compose, CropImage, Cutout, DecodeImage,
                                    NormalizeImage, RandAugment, RandomFlip, ResizeImage, ToCHWImage,
-                                   build_transforms, parse_scale)
+                                   build_transforms, jpeg_reduction, jpeg_size, parse_scale)
 from ppq2l.errors import ConfigError, DataError
 
 
@@ -142,6 +142,51 @@ def test_exif_orientation_matches_opencv_display_decode(orientation):
         np.testing.assert_array_equal(image, expected)
     if orientation in (5, 6, 7, 8):
         assert image.shape[:2] == (40, 24)
+
+
+def smooth_bgr(height: int, width: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)],
+                    -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("progressive", [0, 1])
+def test_jpeg_size_reads_the_frame_header(progressive):
+    ok, buffer = cv2.imencode(".jpg", smooth_bgr(37, 53), [cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])
+    assert jpeg_size(with_jpeg_exif(buffer.tobytes(), 6)) == (53, 37)  # stored size, not rotated
+    assert jpeg_size(encode(smooth_bgr(37, 53))) is None  # PNG
+
+
+@pytest.mark.parametrize("height, width, reduce_to, factor", [
+    (400, 640, 50, 8), (400, 640, 100, 4), (400, 640, 101, 2), (400, 640, 200, 2), (400, 640, 201, 1)])
+def test_reduced_jpeg_decoding_keeps_the_short_side_at_least_reduce_to(height, width, reduce_to, factor):
+    data = encode(smooth_bgr(height, width), ".jpg")
+    assert jpeg_reduction(data, reduce_to) == factor
+    image = DecodeImage(to_rgb=False, reduce_to=reduce_to)(data)
+    assert image.shape == (-(-height // factor), -(-width // factor), 3)
+    assert min(image.shape[:2]) >= reduce_to
+    full = DecodeImage(to_rgb=False)(data)
+    if factor == 1:
+        np.testing.assert_array_equal(image, full)
+    else:  # the same picture, as an area-averaging downscale of the full decode would give it
+        shrunk = cv2.resize(full, image.shape[1::-1], interpolation=cv2.INTER_AREA)
+        assert np.abs(image.astype(int) - shrunk).mean() < 2.0
+
+
+def test_reduced_decoding_applies_exif_orientation_and_leaves_other_formats_alone():
+    stored = smooth_bgr(200, 320)
+    stored[:40, :60] = 255  # a corner marker shows the rotation
+    data = with_jpeg_exif(encode(stored, ".jpg"), 6)
+    reduced = DecodeImage(to_rgb=False, reduce_to=50)(data)
+    full = DecodeImage(to_rgb=False)(data)
+    assert full.shape == (320, 200, 3) and reduced.shape == (80, 50, 3)
+    shrunk = cv2.resize(full, (50, 80), interpolation=cv2.INTER_AREA)
+    assert np.abs(reduced.astype(int) - shrunk).mean() < 3.0
+    png = encode(stored)
+    np.testing.assert_array_equal(DecodeImage(reduce_to=50)(png), DecodeImage()(png))
+    for bad in (0, -4, 2.5, True, "448"):
+        with pytest.raises(ConfigError, match="reduce_to"):
+            DecodeImage(reduce_to=bad)
 
 
 @pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
