@@ -17,6 +17,7 @@ Passes alternate between the two pipelines so that load from other programs hits
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import random
 import statistics
@@ -39,6 +40,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
 from ppq2l.config import get_config  # noqa: E402
+from ppq2l.data import build_dataloader  # noqa: E402
 from ppq2l.data.transforms import build_transforms  # noqa: E402
 
 IMAGE_SIZES = ((640, 480), (480, 640), (640, 427))  # (width, height), the common COCO shapes
@@ -119,6 +121,34 @@ def image_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def loader_images_per_second(config: dict, folder: Path, paths: list[Path], workers: int,
+                             batch: int, passes: int, on_device: bool) -> float:
+    """Images per second that the recipe's training DataLoader (its transforms and batch
+    transforms, `workers` worker processes) delivers to this process, which normalises the uint8
+    batches itself when `on_device` (as the trainer would on its device)."""
+    class_num = int(config["Arch"]["class_num"])
+    list_file = folder / "bench_list.txt"
+    list_file.write_text("".join(f"{path.name}\t{','.join(['0'] * class_num)}\n" for path in paths))
+    section = copy.deepcopy(config["DataLoader"]["Train"])
+    section["dataset"] = {"name": "MultiLabelListDataset", "image_root": str(folder),
+                          "cls_label_path": str(list_file),
+                          "transform_ops": section["dataset"]["transform_ops"]}
+    section["sampler"] = {"batch_size": batch, "shuffle": True, "drop_last": False}
+    section["loader"] = {"num_workers": workers, "persistent_workers": workers > 0,
+                         "normalize_on_device": on_device}
+    loader = build_dataloader(section, "Train", class_num, seed=0)
+    delivered, started = 0, 0.0
+    for epoch in range(passes + 1):  # the first pass starts the workers and is not timed
+        if epoch == 1:
+            started = time.perf_counter()
+        for images, _ in loader:
+            if loader.device_normalize is not None:
+                images = loader.device_normalize(images)
+            assert images.dtype == torch.float32
+            delivered += images.shape[0] if epoch else 0
+    return delivered / (time.perf_counter() - started)
+
+
 def time_pass(pipeline: Callable[[Path], object], paths: list[Path], times: list[float]) -> object:
     """Run `pipeline` on every path, appending each call's seconds to `times`; returns the last
     output (for the shape check)."""
@@ -140,6 +170,9 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=5, help="timed passes over the images")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV and torch threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="DataLoader workers for the loader rows (0: skip them)")
+    parser.add_argument("--batch", type=int, default=16, help="batch size for the loader rows")
     parser.add_argument("--output", default="benchmarks/results/bench_data.json")
     args = parser.parse_args()
 
@@ -152,7 +185,8 @@ def main() -> None:
     ours, reference = our_pipelines(config), reference_pipelines(size)
     results: dict = {
         "config": args.config, "overrides": args.override,
-        "sizes": [f"{width}x{height}" for width, height in args.sizes], "images": args.images, "passes": args.passes, "threads": args.threads,
+        "sizes": [f"{width}x{height}" for width, height in args.sizes], "images": args.images,
+        "passes": args.passes, "threads": args.threads,
         "machine": f"{platform.processor() or platform.machine()}, numpy {np.__version__}, "
                    f"opencv {cv2.__version__}, Pillow {PIL.__version__}, torch {torch.__version__}, "
                    f"torchvision {torchvision.__version__}"}
@@ -177,12 +211,24 @@ def main() -> None:
             if mode == "eval":  # same image, different resize kernels: how far apart the inputs are
                 row["mean_abs_difference"] = float(np.abs(ours_out - reference_out.numpy()).mean())
             results[mode] = row
+        if args.workers:
+            loader_row = {"workers": args.workers, "batch": args.batch}
+            for name, on_device in (("float32", False), ("uint8", True)):
+                loader_row[f"{name}_img_s"] = loader_images_per_second(
+                    config, Path(folder), paths, args.workers, args.batch, args.passes, on_device)
+            loader_row["speedup"] = loader_row["uint8_img_s"] / loader_row["float32_img_s"]
+            results["loader"] = loader_row
     print(f"{'pipeline':>8} {'ours img/s':>11} {'reference img/s':>16} {'ours ms':>8} "
           f"{'reference ms':>13} {'speed-up':>9}")
     for mode in ("train", "eval"):
         row = results[mode]
         print(f"{mode:>8} {row['ours_img_s']:>11.1f} {row['reference_img_s']:>16.1f} "
               f"{row['ours_median_ms']:>8.2f} {row['reference_median_ms']:>13.2f} {row['speedup']:>8.2f}x")
+    if "loader" in results:
+        row = results["loader"]
+        print(f"training DataLoader, {row['workers']} workers, batch {row['batch']}: float32 batches "
+              f"{row['float32_img_s']:.1f} img/s, uint8 batches + normalize_on_device "
+              f"{row['uint8_img_s']:.1f} img/s ({row['speedup']:.2f}x)")
     write_results(results, args.output)
 
 

@@ -7,6 +7,7 @@ import torch
 
 from ppq2l.arch import build_model
 from ppq2l.config import get_config
+from ppq2l.data.device_normalize import split_device_normalization
 from ppq2l.data.transforms import build_transforms
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
@@ -27,5 +28,8 @@ def test_config_builds_and_runs(path):
     assert build_metrics(config["Metric"]["Eval"])
     build_optimizer(config["Optimizer"], model, steps_per_epoch=10, epochs=config["Global"]["epochs"])
     for split in ("Train", "Eval"):
-        build_transforms(config["DataLoader"][split]["dataset"]["transform_ops"], f"DataLoader.{split}")
+        section = config["DataLoader"][split]
+        transforms = build_transforms(section["dataset"]["transform_ops"], f"DataLoader.{split}")
+        if (section.get("loader") or {}).get("normalize_on_device"):
+            split_device_normalization(transforms, f"DataLoader.{split}")  # ends with normalisation
     build_transforms(config["Infer"]["transforms"], "Infer.transforms")

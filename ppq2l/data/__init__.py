@@ -25,6 +25,8 @@ _LAZY_ATTRIBUTES = {
     "CocoDataset": "ppq2l.data.coco_dataset",
     "CsvDataset": "ppq2l.data.csv_dataset",
     "dataset_check": "ppq2l.data.dataset_check",
+    "device_normalize": "ppq2l.data.device_normalize",
+    "DeviceNormalize": "ppq2l.data.device_normalize",
 }
 
 __all__ = ["label_map", "transforms", "read_label_map", "build_transforms", *_LAZY_ATTRIBUTES]

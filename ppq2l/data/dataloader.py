@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
+from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
 from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
 from ppq2l.data.list_dataset import as_compose
 from ppq2l.errors import ConfigError, DataError
@@ -26,7 +27,7 @@ SECTION_KEYS = ("dataset", "sampler", "loader", "batch_transform_ops")
 SAMPLER_KEYS = ("name", "batch_size", "shuffle", "drop_last")
 SAMPLER_NAMES = ("BatchSampler", "DistributedBatchSampler")  # both shard when torch.distributed runs
 LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
-               "use_shared_memory")
+               "use_shared_memory", "normalize_on_device")
 TRAIN_MODE = "Train"
 
 
@@ -124,24 +125,30 @@ class SeededSampleDataset(Dataset):
 
 
 class BatchCollator:
-    """Stacks `(image, labels, seed)` samples into float32 tensors `(images [B, 3, H, W],
-    targets [B, C])` and applies the batch transforms with a generator seeded by the samples."""
+    """Stacks `(image, labels, seed)` samples into tensors `(images [B, 3, H, W], targets [B, C])`,
+    float32 images (uint8 with `uint8_images`, for normalisation on the device), and applies the
+    batch transforms with a generator seeded by the samples."""
 
-    def __init__(self, batch_transforms: BatchCompose | None, where: str) -> None:
-        self.batch_transforms, self.where = batch_transforms, where
+    def __init__(self, batch_transforms: BatchCompose | None, where: str,
+                 uint8_images: bool = False) -> None:
+        self.batch_transforms, self.where, self.uint8_images = batch_transforms, where, uint8_images
 
     def check(self, images: Sequence[Any]) -> None:
-        """ConfigError unless every image is a float CHW array of the first image's shape."""
+        """ConfigError unless every image is a float (or, for `uint8_images`, uint8) CHW array of
+        the first image's shape."""
         first = images[0]
         for position, image in enumerate(images):
             ok = (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape == first.shape
-                  and np.issubdtype(image.dtype, np.floating))
+                  and (image.dtype == np.uint8 if self.uint8_images
+                       else np.issubdtype(image.dtype, np.floating)))
             if not ok:
                 described = (f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray)
                              else type(image).__name__)
+                expected = ("uint8 CHW arrays of one size before NormalizeImage (normalize_on_device)"
+                            if self.uint8_images else "float CHW arrays of one size")
                 raise ConfigError(
-                    f"{self.where}.dataset.transform_ops: samples must come out as float CHW arrays "
-                    f"of one size, but sample 0 is {getattr(first, 'shape', '?')} "
+                    f"{self.where}.dataset.transform_ops: samples must come out as {expected}, "
+                    f"but sample 0 is {getattr(first, 'shape', '?')} "
                     f"{getattr(first, 'dtype', type(first).__name__)} and sample {position} is "
                     f"{described}; end the list with a fixed-size ResizeImage (or CropImage), "
                     "NormalizeImage and ToCHWImage")
@@ -152,7 +159,8 @@ class BatchCollator:
             return torch.empty(0, 3, 1, 1), torch.empty(0, 0)
         images, labels, seeds = zip(*samples)
         self.check(images)
-        batch = torch.from_numpy(np.stack(images).astype(np.float32, copy=False))
+        batch = np.stack(images)
+        batch = torch.from_numpy(batch if self.uint8_images else batch.astype(np.float32, copy=False))
         targets = torch.from_numpy(np.stack(labels).astype(np.float32, copy=False))
         if self.batch_transforms:
             batch, targets = self.batch_transforms(batch, targets, np.random.default_rng(list(seeds)))
@@ -160,7 +168,11 @@ class BatchCollator:
 
 
 class SeededDataLoader(DataLoader):
-    """A DataLoader whose `set_epoch(epoch)` makes the epoch's order and augmentation reproducible."""
+    """A DataLoader whose `set_epoch(epoch)` makes the epoch's order and augmentation reproducible.
+    `device_normalize` is None, or (with `normalize_on_device`) the DeviceNormalize that turns its
+    uint8 batches into the model's input once they are on the device."""
+
+    device_normalize: DeviceNormalize | None = None
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """Draw the next pass's order and per-sample seeds from (seed, epoch); leave out its
@@ -193,7 +205,8 @@ def build_dataset(dataset_cfg: Any, class_num: int, where: str) -> Any:
 def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                      use_cuda: bool = False) -> SeededDataLoader:
     """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets float32
-    [B, C])`; `batch_transform_ops` (Train only) run in the collate function."""
+    [B, C])`; `batch_transform_ops` (Train only) run in the collate function. With
+    `loader.normalize_on_device` the images are uint8 and `loader.device_normalize` finishes them."""
     where = f"DataLoader.{mode}"
     section = check_keys(section, SECTION_KEYS, where)
     if "dataset" not in section:
@@ -216,11 +229,17 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
     pin_memory = _option(loader_cfg, "pin_memory", False, bool, f"{where}.loader")
     persistent = _option(loader_cfg, "persistent_workers", False, bool, f"{where}.loader")
     prefetch_factor = _option(loader_cfg, "prefetch_factor", 2, int, f"{where}.loader", minimum=1)
+    on_device = _option(loader_cfg, "normalize_on_device", False, bool, f"{where}.loader")
     if not _option(loader_cfg, "use_shared_memory", True, bool, f"{where}.loader"):
         raise ConfigError(f"{where}.loader.use_shared_memory: PyTorch workers always hand batches over "
                           "in shared memory; remove the key or set it to True")
 
-    dataset = build_dataset(section["dataset"], class_num, f"{where}.dataset")
+    dataset_cfg, device_normalize = section["dataset"], None
+    if on_device and isinstance(dataset_cfg, dict):
+        transforms = as_compose(dataset_cfg.get("transform_ops"), f"{where}.dataset.transform_ops")
+        transforms, device_normalize = split_device_normalization(transforms, where)
+        dataset_cfg = {**dataset_cfg, "transform_ops": transforms}
+    dataset = build_dataset(dataset_cfg, class_num, f"{where}.dataset")
     if mode != TRAIN_MODE and getattr(dataset, "skip_bad_images", False):
         raise ConfigError(f"{where}.dataset.skip_bad_images: evaluation must score every sample; "
                           "find the bad images with tools/check_dataset.py and fix or remove them")
@@ -234,9 +253,10 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
         extra = {"persistent_workers": persistent, "prefetch_factor": prefetch_factor}
     loader = SeededDataLoader(
         SeededSampleDataset(dataset), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-        num_workers=num_workers, collate_fn=BatchCollator(batch_transforms, where),
+        num_workers=num_workers, collate_fn=BatchCollator(batch_transforms, where, on_device),
         pin_memory=pin_memory and use_cuda,
         generator=torch.Generator().manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF), **extra)
+    loader.device_normalize = device_normalize
     if len(loader) == 0:
         raise DataError(f"{where}: {len(dataset)} samples make no batch of {batch_size} with "
                         "drop_last=True; lower sampler.batch_size or set drop_last: False")

@@ -20,8 +20,11 @@ def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, pre
     model.eval()
     scores, targets = [], []
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    normalize = getattr(loader, "device_normalize", None)  # loader.normalize_on_device
     for images, labels in progress(loader, desc=desc):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
+        if normalize is not None:
+            images = normalize(images)
         with precision.autocast():
             logits = model(images)
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())

@@ -155,6 +155,7 @@ class Trainer:
         context, settings = self.context, self.config["Global"]
         self.train_model.train()
         memory_format = torch.channels_last if context.channels_last else torch.contiguous_format
+        normalize = getattr(self.train_loader, "device_normalize", None)  # loader.normalize_on_device
         print_every = max(1, int(settings["print_batch_step"]))
         interval = int(settings["save_interval_steps"] or 0)
         total = len(self.train_loader)
@@ -172,6 +173,8 @@ class Trainer:
                 fetch_started = time.perf_counter()
                 continue
             images = images.to(context.device, non_blocking=True, memory_format=memory_format)
+            if normalize is not None:  # loader.normalize_on_device: uint8 batches
+                images = normalize(images)
             targets = targets.to(context.device, non_blocking=True)
             boundary = step % self.update_freq == 0 or step == total
             sync = nullcontext() if boundary or not is_distributed() else self.train_model.no_sync()

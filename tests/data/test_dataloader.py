@@ -143,3 +143,36 @@ def test_pipeline_without_chw_float_output_is_explained(list_root):
     loader = build_dataloader(section, "Train", CLASS_NUM)
     with pytest.raises(ConfigError, match=r"transform_ops: samples must come out as float CHW"):
         next(iter(loader))
+
+
+# ------------------------------------------------------------------- normalize_on_device
+@pytest.mark.parametrize("order, workers", [("hwc", 0), ("chw", 2)])
+def test_normalize_on_device_gives_the_same_model_input_bit_for_bit(list_root, order, workers):
+    # uint8 batches (CutMix included) normalised after the transfer equal the float32 batches.
+    section = train_section(list_root, num_workers=workers)
+    if order == "chw":
+        ops = section["dataset"]["transform_ops"]
+        ops[-2:] = [{"ToCHWImage": None}, {"NormalizeImage": {"scale": "1.0/255.0", "order": "chw"}}]
+    plain = build_dataloader(copy.deepcopy(section), "Train", CLASS_NUM, seed=3)
+    section["loader"]["normalize_on_device"] = True
+    on_device = build_dataloader(section, "Train", CLASS_NUM, seed=3)
+    assert plain.device_normalize is None and on_device.device_normalize is not None
+    batches = 0
+    for (expected, targets), (images, labels) in zip(all_batches(plain), all_batches(on_device)):
+        assert images.dtype == torch.uint8 and images.shape == expected.shape
+        normalized = on_device.device_normalize(images.contiguous(memory_format=torch.channels_last))
+        assert normalized.dtype == torch.float32 and normalized.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(normalized, expected) and torch.equal(labels, targets)
+        batches += 1
+    assert batches == NUM_IMAGES // 4
+
+
+def test_normalize_on_device_needs_normalisation_last(list_root):
+    section = train_section(list_root, normalize_on_device=True)
+    section["dataset"]["transform_ops"] = section["dataset"]["transform_ops"][:-2] + [{"ToCHWImage": None}]
+    with pytest.raises(ConfigError, match=r"Train\.loader\.normalize_on_device needs .*ends with "
+                                          r"RandAugment, ToCHWImage"):
+        build_dataloader(section, "Train", CLASS_NUM)
+    section = train_section(list_root, normalize_on_device="yes")
+    with pytest.raises(ConfigError, match=r"loader\.normalize_on_device must be a bool"):
+        build_dataloader(section, "Train", CLASS_NUM)

@@ -1,0 +1,73 @@
+"""Normalisation on the training device (`loader: {normalize_on_device: true}`).
+
+A float32 image is four times the bytes of the uint8 one it comes from, and every batch crosses
+from a loader worker to the training process through shared memory, then to pinned memory and the
+GPU. With this option the workers stop before NormalizeImage and hand over uint8 CHW batches;
+the training process applies the same NormalizeImage to the batch on its device. The arithmetic
+is the op's own (float32 `x * multiplier`, rounded, then `- offset`, rounded), so the model gets
+bit-for-bit the tensor the workers would have made. CutMix pastes pixels, which commutes with a
+per-pixel normalisation, so it runs on the uint8 batch unchanged.
+"""
+from __future__ import annotations
+
+import torch
+
+from ppq2l.data.transforms import Compose, NormalizeImage, ToCHWImage
+from ppq2l.errors import ConfigError
+
+
+class DeviceNormalize:
+    """NormalizeImage for a uint8 batch [B, C, H, W] on any device: returns float32, keeping the
+    batch's memory format (channels-last stays channels-last)."""
+
+    def __init__(self, normalize: NormalizeImage) -> None:
+        self.normalize = normalize
+        self.constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def constants_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel multiplier and offset as float32 [C, 1, 1] tensors on `device`."""
+        if device not in self.constants:
+            self.constants[device] = tuple(
+                torch.from_numpy(values.ravel().copy()).reshape(-1, 1, 1).to(device)
+                for values in (self.normalize.multiplier, self.normalize.offset))
+        return self.constants[device]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"DeviceNormalize expects a uint8 [B, C, H, W] batch, got "
+                             f"{tuple(images.shape)} {images.dtype}")
+        multiplier, offset = self.constants_on(images.device)
+        if images.shape[1] != multiplier.shape[0]:
+            raise ValueError(f"NormalizeImage has {multiplier.shape[0]} channels but the batch has "
+                             f"{images.shape[1]}")
+        result = images.to(torch.float32)
+        result.mul_(multiplier)
+        result.sub_(offset)
+        return result
+
+    def __repr__(self) -> str:
+        return f"DeviceNormalize(multiplier={self.normalize.multiplier.ravel().tolist()}, " \
+               f"offset={self.normalize.offset.ravel().tolist()})"
+
+
+def split_device_normalization(transforms: Compose, where: str) -> tuple[Compose, DeviceNormalize]:
+    """`transforms` without its final normalisation, and that normalisation for the device.
+
+    The list must end with NormalizeImage (order hwc) then ToCHWImage, or with NormalizeImage
+    (order chw); anything else is a ConfigError naming the ops found."""
+    ops = list(transforms.ops)
+    ending_hwc = (len(ops) >= 2 and isinstance(ops[-2], NormalizeImage) and not ops[-2].channels_first
+                  and isinstance(ops[-1], ToCHWImage))
+    ending_chw = bool(ops) and isinstance(ops[-1], NormalizeImage) and ops[-1].channels_first
+    if not (ending_hwc or ending_chw):
+        found = ", ".join(type(op).__name__ for op in ops[-2:]) or "no ops"
+        raise ConfigError(f"{where}.loader.normalize_on_device needs {where}.dataset.transform_ops to "
+                          f"end with NormalizeImage then ToCHWImage (or NormalizeImage with order: chw), "
+                          f"so that the workers can stop before normalising; it ends with {found}")
+    if ending_hwc:
+        normalize = ops[-2]
+        kept = ops[:-2] + [ops[-1]]
+    else:
+        normalize = ops[-1]
+        kept = ops[:-1]
+    return Compose(kept), DeviceNormalize(normalize)
