@@ -156,7 +156,8 @@ class BatchCollator:
     def __call__(self, samples: Sequence[tuple[Any, np.ndarray, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
         samples = [sample for sample in samples if sample is not None]  # skip_bad_images drops
         if not samples:  # every image of the batch was unreadable
-            return torch.empty(0, 3, 1, 1), torch.empty(0, 0)
+            return torch.empty(0, 3, 1, 1, dtype=torch.uint8 if self.uint8_images else torch.float32), \
+                torch.empty(0, 0)
         images, labels, seeds = zip(*samples)
         self.check(images)
         batch = np.stack(images)

@@ -20,8 +20,8 @@ class DeviceNormalize:
     """NormalizeImage for a uint8 batch [B, C, H, W] on any device: returns float32, keeping the
     batch's memory format (channels-last stays channels-last)."""
 
-    def __init__(self, normalize: NormalizeImage) -> None:
-        self.normalize = normalize
+    def __init__(self, normalize: NormalizeImage, where: str = "NormalizeImage") -> None:
+        self.normalize, self.where = normalize, where
         self.constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def constants_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,12 +34,13 @@ class DeviceNormalize:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"DeviceNormalize expects a uint8 [B, C, H, W] batch, got "
-                             f"{tuple(images.shape)} {images.dtype}")
+            raise ConfigError(f"{self.where}: normalize_on_device needs uint8 [B, C, H, W] batches, got "
+                              f"{tuple(images.shape)} {images.dtype}; a batch transform must keep uint8 "
+                              "images, or turn normalize_on_device off")
         multiplier, offset = self.constants_on(images.device)
         if images.shape[1] != multiplier.shape[0]:
-            raise ValueError(f"NormalizeImage has {multiplier.shape[0]} channels but the batch has "
-                             f"{images.shape[1]}")
+            raise ConfigError(f"{self.where}: NormalizeImage has mean/std for {multiplier.shape[0]} "
+                              f"channels but the images have {images.shape[1]}")
         result = images.to(torch.float32)
         result.mul_(multiplier)
         result.sub_(offset)
@@ -70,4 +71,4 @@ def split_device_normalization(transforms: Compose, where: str) -> tuple[Compose
     else:
         normalize = ops[-1]
         kept = ops[:-1]
-    return Compose(kept), DeviceNormalize(normalize)
+    return Compose(kept), DeviceNormalize(normalize, f"{where}.dataset.transform_ops")

@@ -220,11 +220,11 @@ def decode_to_bgr(data: bytes, reduce_to: int | None = None) -> np.ndarray:
     scale (see `jpeg_reduction`), so its short side stays >= `reduce_to`."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     factor = jpeg_reduction(data, reduce_to)
+    image = None
     if factor > 1:  # orientation is applied below, as for full-size images
-        flags = REDUCED_DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION
-    else:
-        flags = cv2.IMREAD_UNCHANGED
-    image = cv2.imdecode(buffer, flags) if buffer.size else None
+        image = cv2.imdecode(buffer, REDUCED_DECODE_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None and buffer.size:  # full size (also when libjpeg cannot scale, e.g. lossless)
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"cannot decode image data ({len(data)} bytes, starts with {data[:8]!r}); "
                         "expected a JPEG, PNG, BMP, WebP or TIFF file")

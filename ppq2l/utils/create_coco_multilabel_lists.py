@@ -75,7 +75,11 @@ def load_coco_annotations(anno_path: str | os.PathLike) -> COCO:
                             f"category_id {annotation['category_id']!r}, which is not in "
                             "'categories'")
     # Imported here so that training from list or CSV files does not need pycocotools.
-    from pycocotools.coco import COCO
+    try:
+        from pycocotools.coco import COCO
+    except ImportError as error:
+        raise DataError(f"reading the COCO annotation file {anno_path} needs pycocotools ({error}); "
+                        "pip install pycocotools, or train from list or CSV files") from None
 
     coco = COCO()
     coco.dataset = dataset

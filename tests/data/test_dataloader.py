@@ -176,3 +176,16 @@ def test_normalize_on_device_needs_normalisation_last(list_root):
     section = train_section(list_root, normalize_on_device="yes")
     with pytest.raises(ConfigError, match=r"loader\.normalize_on_device must be a bool"):
         build_dataloader(section, "Train", CLASS_NUM)
+
+
+def test_device_normalize_mistakes_are_config_errors_naming_the_pipeline(list_root):
+    section = train_section(list_root, normalize_on_device=True)
+    section["dataset"]["transform_ops"][-2] = {"NormalizeImage": {"mean": [0.5], "std": [0.5], "order": ""}}
+    del section["batch_transform_ops"]
+    loader = build_dataloader(section, "Train", CLASS_NUM)
+    images, _ = next(iter(loader))
+    with pytest.raises(ConfigError, match=r"Train\.dataset\.transform_ops: NormalizeImage has mean/std for 1 "
+                                          r"channels but the images have 3"):
+        loader.device_normalize(images)
+    with pytest.raises(ConfigError, match=r"needs uint8 \[B, C, H, W\] batches.*float32"):
+        loader.device_normalize(images.float())

@@ -183,9 +183,16 @@ def test_runs_as_plain_script_from_repo_root(coco_root):
     assert "Wrote 4 images" in result.stdout
 
 
-def test_training_modules_import_without_pycocotools():
-    # Only the COCO json readers need pycocotools; list and CSV training must not.
+def test_training_modules_import_without_pycocotools(tmp_path):
+    # Only the COCO json readers need pycocotools, and they say so; list and CSV training must not.
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
     code = ("import sys; sys.modules['pycocotools'] = None\n"
-            "import ppq2l.engine, ppq2l.data, ppq2l.utils.create_coco_multilabel_lists\n")
+            "import ppq2l.engine, ppq2l.data, ppq2l.utils.create_coco_multilabel_lists as converter\n"
+            "try:\n"
+            f"    converter.load_coco_annotations({str(annotations)!r})\n"
+            "except converter.DataError as error:\n"
+            "    print(error)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+    assert "needs pycocotools" in result.stdout and "pip install pycocotools" in result.stdout
