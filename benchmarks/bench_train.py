@@ -52,7 +52,7 @@ Q2L_R50 = ("configs/MultiLabelCOCO/Query2Label/Q2L_R101_448.yaml",
            ["Arch.backbone.arch=resnet50", "Arch.backbone.pretrained=False"])
 # (config, overrides, batch, size, timed steps) per device type when no -c is given.
 DEFAULT_CASES = {
-    "cpu": [(DEMO, [], 32, 96, 12), (*Q2L_R50, 8, 224, 4)],
+    "cpu": [(DEMO, [], 32, 96, 30), (*Q2L_R50, 8, 224, 4)],
     "cuda": [(DEMO, [], 256, 96, 30), (*Q2L_R50, 32, 448, 20)],
 }
 CASE_NAMES = {DEMO: "demo", Q2L_R50[0]: "Q2L ResNet-50"}
