@@ -25,6 +25,14 @@ def median_seconds(run: Callable[[], Any], repeats: int, warmup: int = 1) -> flo
     return statistics.median(time_once(run) for _ in range(repeats))
 
 
+def fastest_seconds(run: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """Shortest wall time of `run()` over `repeats` calls, after `warmup` untimed calls: what the
+    machine can do, for capability figures such as a matmul's GFLOP/s."""
+    for _ in range(warmup):
+        run()
+    return min(time_once(run) for _ in range(repeats))
+
+
 def write_results(results: dict, output: str | Path) -> None:
     """Write `results` as indented JSON to `output` (folders made as needed) and print it as the
     script's one JSON line."""

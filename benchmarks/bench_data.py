@@ -37,10 +37,12 @@ import PIL  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms as T  # noqa: E402
 
 from ppq2l.config import get_config  # noqa: E402
 from ppq2l.data import build_dataloader  # noqa: E402
+from ppq2l.data.device_normalize import to_model_input  # noqa: E402
 from ppq2l.data.transforms import build_transforms  # noqa: E402
 
 IMAGE_SIZES = ((640, 480), (480, 640), (640, 427))  # (width, height), the common COCO shapes
@@ -121,16 +123,21 @@ def image_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def loader_images_per_second(config: dict, folder: Path, paths: list[Path], workers: int,
-                             batch: int, passes: int, on_device: bool) -> float:
-    """Images per second that the recipe's training DataLoader (its transforms and batch
-    transforms, `workers` worker processes) delivers to this process, which normalises the uint8
-    batches itself when `on_device` (as the trainer would on its device)."""
-    class_num = int(config["Arch"]["class_num"])
-    list_file = folder / "bench_list.txt"
+def write_list_file(paths: list[Path], class_num: int) -> Path:
+    """A multi-label list file naming `paths` (all in one folder) with all-zero labels."""
+    list_file = paths[0].parent / "bench_list.txt"
     list_file.write_text("".join(f"{path.name}\t{','.join(['0'] * class_num)}\n" for path in paths))
+    return list_file
+
+
+def loader_images_per_second(config: dict, list_file: Path, workers: int, batch: int, passes: int,
+                             on_device: bool) -> float:
+    """Images per second that the recipe's training DataLoader (its transforms and batch
+    transforms, `workers` worker processes) delivers to this process as model input, which
+    means normalising the uint8 batches here when `on_device` (as the trainer does on its device)."""
+    class_num = int(config["Arch"]["class_num"])
     section = copy.deepcopy(config["DataLoader"]["Train"])
-    section["dataset"] = {"name": "MultiLabelListDataset", "image_root": str(folder),
+    section["dataset"] = {"name": "MultiLabelListDataset", "image_root": str(list_file.parent),
                           "cls_label_path": str(list_file),
                           "transform_ops": section["dataset"]["transform_ops"]}
     section["sampler"] = {"batch_size": batch, "shuffle": True, "drop_last": False}
@@ -142,11 +149,38 @@ def loader_images_per_second(config: dict, folder: Path, paths: list[Path], work
         if epoch == 1:
             started = time.perf_counter()
         for images, _ in loader:
-            if loader.device_normalize is not None:
-                images = loader.device_normalize(images)
+            images = to_model_input(images, loader, torch.device("cpu"))
             assert images.dtype == torch.float32
             delivered += images.shape[0] if epoch else 0
     return delivered / (time.perf_counter() - started)
+
+
+class ConstantImages(Dataset):
+    """`count` copies of one CHW image of `dtype`: a loader over it measures the hand-over alone."""
+
+    def __init__(self, size: int, dtype: type, count: int) -> None:
+        self.image = np.zeros((3, size, size), dtype=dtype)
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.image
+
+
+def transport_ms_per_image(size: int, dtype: type, batch: int = 64, batches: int = 12) -> float:
+    """Milliseconds per image that one worker process takes to hand batches of an image that
+    needs no work to this process (stacking, shared memory, receiving)."""
+    loader = DataLoader(ConstantImages(size, dtype, batch * batches), batch_size=batch,
+                        num_workers=1, persistent_workers=True,
+                        collate_fn=lambda images: torch.from_numpy(np.stack(images)))
+    for _ in loader:  # starts the worker, untimed
+        pass
+    started = time.perf_counter()
+    for _ in loader:
+        pass
+    return (time.perf_counter() - started) / (batch * batches) * 1e3
 
 
 def time_pass(pipeline: Callable[[Path], object], paths: list[Path], times: list[float]) -> object:
@@ -214,8 +248,9 @@ def main() -> None:
         if args.workers:
             # The first loader of a process is slower whatever it carries (shared-memory warm-up),
             # so one untimed run goes first; then each variant runs twice, in ABBA order, best kept.
+            list_file = write_list_file(paths, int(config["Arch"]["class_num"]))
             measure = lambda on_device, passes=args.passes: loader_images_per_second(  # noqa: E731
-                config, Path(folder), paths, args.workers, args.batch, passes, on_device)
+                config, list_file, args.workers, args.batch, passes, on_device)
             measure(False, passes=1)
             runs = {on_device: [] for on_device in (False, True)}
             for on_device in (False, True, True, False):
@@ -223,6 +258,11 @@ def main() -> None:
             loader_row = {"workers": args.workers, "batch": args.batch,
                           "float32_img_s": max(runs[False]), "uint8_img_s": max(runs[True])}
             loader_row["speedup"] = loader_row["uint8_img_s"] / loader_row["float32_img_s"]
+            transport = {np.uint8: [], np.float32: []}
+            for dtype in (np.uint8, np.float32, np.float32, np.uint8):  # ABBA, best kept
+                transport[dtype].append(transport_ms_per_image(size, dtype))
+            loader_row["transport_uint8_ms"] = min(transport[np.uint8])
+            loader_row["transport_float32_ms"] = min(transport[np.float32])
             results["loader"] = loader_row
     print(f"{'pipeline':>8} {'ours img/s':>11} {'reference img/s':>16} {'ours ms':>8} "
           f"{'reference ms':>13} {'speed-up':>9}")
@@ -235,6 +275,8 @@ def main() -> None:
         print(f"training DataLoader, {row['workers']} workers, batch {row['batch']}: float32 batches "
               f"{row['float32_img_s']:.1f} img/s, uint8 batches + normalize_on_device "
               f"{row['uint8_img_s']:.1f} img/s ({row['speedup']:.2f}x)")
+        print(f"hand-over alone (one worker, batch 64, {size} px images needing no work): uint8 "
+              f"{row['transport_uint8_ms']:.2f} ms, float32 {row['transport_float32_ms']:.2f} ms per image")
     write_results(results, args.output)
 
 

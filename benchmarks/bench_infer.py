@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from bench_common import median_seconds, time_once, write_results  # noqa: E402
+from bench_common import fastest_seconds, median_seconds, write_results  # noqa: E402
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
@@ -43,10 +43,7 @@ def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> f
         torch.matmul(a, b)
         sync()
 
-    run()
-    run()
-    fastest = min(time_once(run) for _ in range(repeats))  # the machine's capability, not its noise
-    return 2 * size ** 3 / fastest / 1e9
+    return 2 * size ** 3 / fastest_seconds(run, repeats) / 1e9
 
 
 def onnxruntime_matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
@@ -70,10 +67,7 @@ def onnxruntime_matmul_gflops(threads: int, size: int = 2048, repeats: int = 5) 
     def run():
         session.run(["c"], feeds)
 
-    run()
-    run()
-    fastest = min(time_once(run) for _ in range(repeats))
-    return 2 * size ** 3 / fastest / 1e9
+    return 2 * size ** 3 / fastest_seconds(run, repeats) / 1e9
 
 
 def torch_runner(model: torch.nn.Module, device: torch.device, channels_last: bool):

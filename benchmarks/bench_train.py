@@ -170,7 +170,7 @@ def max_rss_bytes() -> int:
 
 
 def build_ours(config: dict, device: torch.device, spec: dict):
-    """Model, step function and a description, built the way the trainer builds them."""
+    """Model and step function, built the way the trainer builds them."""
     model = build_model(config["Arch"]).to(device)
     if spec["channels_last"]:
         model.to(memory_format=torch.channels_last)

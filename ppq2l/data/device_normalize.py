@@ -10,6 +10,8 @@ per-pixel normalisation, so it runs on the uint8 batch unchanged.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ppq2l.data.transforms import Compose, NormalizeImage, ToCHWImage
@@ -72,3 +74,12 @@ def split_device_normalization(transforms: Compose, where: str) -> tuple[Compose
         normalize = ops[-1]
         kept = ops[:-1]
     return Compose(kept), DeviceNormalize(normalize, f"{where}.dataset.transform_ops")
+
+
+def to_model_input(images: torch.Tensor, loader: Any, device: torch.device,
+                   memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """A batch of `loader` as the model takes it: on `device` in `memory_format`, and normalised
+    there when the loader hands over uint8 batches (its `device_normalize`, None otherwise)."""
+    images = images.to(device, non_blocking=True, memory_format=memory_format)
+    normalize = getattr(loader, "device_normalize", None)
+    return images if normalize is None else normalize(images)

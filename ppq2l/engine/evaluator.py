@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ppq2l.data.device_normalize import to_model_input
 from ppq2l.engine.runtime import Precision
 from ppq2l.utils.logger import progress
 
@@ -20,11 +21,8 @@ def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, pre
     model.eval()
     scores, targets = [], []
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    normalize = getattr(loader, "device_normalize", None)  # loader.normalize_on_device
     for images, labels in progress(loader, desc=desc):
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
-        if normalize is not None:
-            images = normalize(images)
+        images = to_model_input(images, loader, device, memory_format)
         with precision.autocast():
             logits = model(images)
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())

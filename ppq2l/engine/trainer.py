@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ppq2l.data import build_dataloader
+from ppq2l.data.device_normalize import to_model_input
 from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
                                      open_tensorboard, require_section, start_run)
@@ -155,7 +156,6 @@ class Trainer:
         context, settings = self.context, self.config["Global"]
         self.train_model.train()
         memory_format = torch.channels_last if context.channels_last else torch.contiguous_format
-        normalize = getattr(self.train_loader, "device_normalize", None)  # loader.normalize_on_device
         print_every = max(1, int(settings["print_batch_step"]))
         interval = int(settings["save_interval_steps"] or 0)
         total = len(self.train_loader)
@@ -172,9 +172,7 @@ class Trainer:
             if images.shape[0] == 0:  # a batch of unreadable images only (skip_bad_images)
                 fetch_started = time.perf_counter()
                 continue
-            images = images.to(context.device, non_blocking=True, memory_format=memory_format)
-            if normalize is not None:  # loader.normalize_on_device: uint8 batches
-                images = normalize(images)
+            images = to_model_input(images, self.train_loader, context.device, memory_format)
             targets = targets.to(context.device, non_blocking=True)
             boundary = step % self.update_freq == 0 or step == total
             sync = nullcontext() if boundary or not is_distributed() else self.train_model.no_sync()
