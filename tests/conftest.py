@@ -44,3 +44,29 @@ def tiny_overrides(root: Path, output_dir: Path) -> list[str]:
 def tiny_config(tiny_demo_root, tmp_path):
     """The demo config resolved against the tiny dataset, writing into a fresh folder."""
     return get_config(DEMO_CONFIG, tiny_overrides(tiny_demo_root, tmp_path / "output"))
+
+
+def run_tool(script, *args, cwd=REPO, env=None, timeout=300):
+    """Run a command-line tool as a user would, in a fresh Python process without PYTHONPATH.
+    `script` is a path relative to the repository (`tools/train.py`, `deploy/python/...`)."""
+    import os
+    import subprocess
+    import sys
+
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd,
+                          env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_user_error(result, *fragments, status=2):
+    """`result` (a finished run_tool) ended as a user mistake should: exit `status`, no traceback,
+    and an `error:` line on stderr that contains every one of `fragments`."""
+    assert result.returncode == status, (result.returncode, result.stdout[-2000:], result.stderr[-4000:])
+    assert "Traceback" not in result.stderr, result.stderr[-4000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-4000:]
+    message = result.stderr[result.stderr.index("error: "):]
+    for fragment in fragments:
+        assert str(fragment) in message, (fragment, message)
+    return message

@@ -1,17 +1,13 @@
 """The command-line tools: user mistakes end with one `error:` line and status 2, no traceback."""
-import os
-import subprocess
-import sys
 
 import pytest
 
 from conftest import DEMO_CONFIG, REPO
+from conftest import run_tool as run_repo_tool
 
 
 def run_tool(script, *args):
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    return subprocess.run([sys.executable, str(REPO / "tools" / script), *map(str, args)],
-                          cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
+    return run_repo_tool(f"tools/{script}", *args)
 
 
 @pytest.mark.parametrize("script", ["train.py", "eval.py"])
