@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ppq2l.errors import CheckpointError
+from ppq2l.utils.atomic_write import atomic_output
 
 MODEL_KEYS = ("model", "state_dict")  # where a checkpoint may keep the weights
 _SHOWN = 10  # how many offending keys an error lists before summarising
@@ -28,19 +29,8 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike,
     the previous file intact. With `keep_previous` the file being replaced moves to
     `previous_path(path)` first, a fallback should `path` later be damaged (e.g. a truncated copy)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with temporary.open("wb") as handle:
-            torch.save(dict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    with atomic_output(path, keep_previous=previous_path(path) if keep_previous else None) as handle:
+        torch.save(dict(state), handle)
     return path
 
 

@@ -1,4 +1,6 @@
 """Checkpoints: atomic writes, safe loading and the key report for weights that do not fit."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from torch import nn
 from ppq2l.engine.checkpoint import (extract_state_dict, load_checkpoint, load_model_weights,
                                      save_checkpoint)
 from ppq2l.errors import CheckpointError
+from ppq2l.utils.atomic_write import OutputError, temporary_path
 
 
 def small_model(out=3):
@@ -35,9 +38,20 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="cannot write .*latest.pth: disk full; the previous file is unchanged"):
         save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_is_said_in_words(tmp_path):
+    path = tmp_path / "latest.pth"
+    save_checkpoint({"epoch": 1}, path)
+    temporary_path(path).symlink_to("/dev/full")  # every write to it fails with ENOSPC
+    with pytest.raises(OutputError, match="no space left on device"):
+        save_checkpoint({"model": small_model().state_dict()}, path)
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]
 
