@@ -54,6 +54,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "save_interval_steps": 0,  # > 0: also write latest.pth every N optimizer steps
     "skip_nonfinite_steps": 0,  # skip up to N NaN/Inf-loss batches before stopping
     "use_tensorboard": False,  # also write epoch scalars to output_dir/tensorboard
+    "overwrite": False,  # train into an output_dir that holds an earlier run, deleting its files
 }
 EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
@@ -76,9 +77,15 @@ ConfigLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def parse_yaml(text: str) -> Any:
-    """Parse YAML text the one way the project does, in files and in overrides alike."""
-    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds plain data only
+def parse_yaml(text: str, source: str = "<text>") -> Any:
+    """Parse YAML text the one way the project does, in files and in overrides alike; errors
+    point at `source` (the file name) and its line and column."""
+    loader = ConfigLoader(text)  # a SafeLoader: builds plain data only
+    loader.name = source
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _hint(key: str, valid: Sequence[str]) -> str:
@@ -89,11 +96,17 @@ def _hint(key: str, valid: Sequence[str]) -> str:
 
 def read_yaml(path: str | os.PathLike) -> Any:
     """Read a YAML file with safe_load; a missing file or a syntax error is a ConfigError."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the path of a .yaml file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        return parse_yaml(path.read_text(encoding="utf-8"))
+        return parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}, line {line}: not UTF-8 text ({error.reason}); save the config "
+                          f"as UTF-8") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
 
@@ -107,7 +120,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if any(part == "" for part in path):
         raise ConfigError(f"override {text!r} has an empty key in {key!r}")
     try:
-        value = parse_yaml(raw) if raw.strip() else None
+        value = parse_yaml(raw, f"the value of {key.strip()}") if raw.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"override {text!r}: the value is not valid YAML: {error}") from None
     return path, value

@@ -15,3 +15,12 @@ class DataError(Ppq2lError):
 
 class CheckpointError(Ppq2lError):
     """A checkpoint or weight file is missing, corrupt or does not fit the model."""
+
+
+class RunStopped(Exception):
+    """A run stopped on a signal (SIGTERM, Ctrl-C) after saving its state; not a mistake, so not
+    a Ppq2lError. The tools exit with status 128 + `signum`."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

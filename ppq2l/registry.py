@@ -27,8 +27,9 @@ def _hint(name: str, candidates: Iterable[str]) -> str:
 class Registry:
     """A named table of constructors (classes or functions) of one kind, filled by `register`."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plural: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or (kind + "es" if kind.endswith("s") else kind + "s")
         self._entries: dict[str, Callable[..., Any]] = {}
 
     def register(self, obj: Callable[..., Any] | None = None, *, name: str | None = None):
@@ -57,7 +58,7 @@ class Registry:
             place = f"{where}: " if where else ""
             raise ConfigError(
                 f"{place}unknown {self.kind} {name!r}.{_hint(str(name), self._entries)} "
-                f"Registered {self.kind}s: {', '.join(self.names())}")
+                f"Registered {self.plural}: {', '.join(self.names())}")
         return self._entries[name]
 
     def build(self, name: str, kwargs: dict[str, Any] | None = None, where: str = "",
@@ -91,8 +92,8 @@ def check_keywords(target: Callable[..., Any], kwargs: dict[str, Any], where: st
         return
     unknown = [key for key in kwargs if key not in names]
     if unknown:
-        details = "; ".join(f"{key!r}{_hint(key, names)}" for key in unknown)
-        raise ConfigError(f"{where}: unknown keyword {details}. Accepted: {', '.join(names)}")
+        details = " ".join(f"unknown keyword {key!r}.{_hint(key, names)}" for key in unknown)
+        raise ConfigError(f"{where}: {details} Accepted: {', '.join(names)}")
 
 
 def parse_component_entry(entry: Any, where: str,

@@ -10,10 +10,11 @@ from ppq2l.config import get_config, parse_args  # noqa: E402
 
 def main(argv=None) -> None:
     """Evaluate Global.pretrained_model on DataLoader.Eval and write eval_metrics.json."""
+    args = parse_args(argv, description=__doc__)
+    config = get_config(args.config, args.override)  # mistakes answer before the heavy imports
     from ppq2l.engine import evaluate_from_config
 
-    args = parse_args(argv, description=__doc__)
-    evaluate_from_config(get_config(args.config, args.override))
+    evaluate_from_config(config)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from ppq2l.config import get_config, parse_args  # noqa: E402
 from ppq2l.data.image_files import collect_image_files  # noqa: E402
 from ppq2l.postprocess.records import write_records  # noqa: E402
 from ppq2l.errors import ConfigError, DataError  # noqa: E402
+from ppq2l.utils.atomic_write import prepare_output_file  # noqa: E402
 
 DEFAULT_POSTPROCESS = {"name": "MultiLabelThreshOutput", "threshold": 0.5}
 
@@ -69,6 +70,8 @@ def predict(config: dict) -> list[dict]:
     compose = build_transforms(inference_transforms(config), "Infer.transforms")
     postprocess = build_postprocess(settings.get("PostProcess") or DEFAULT_POSTPROCESS)
     files = collect_image_files(source, "Infer.infer_imgs")
+    if settings.get("save_path"):  # checked now, not after every image was predicted
+        prepare_output_file(settings["save_path"], "Infer.save_path")
     context = start_run(config, "infer.log")
     model = build_model_for_run(context, weights).eval()
     folder = context.output_dir / "visualize"
@@ -112,7 +115,7 @@ def main(argv=None) -> list[dict]:
         print(json.dumps(record))
     save_path = (config.get("Infer") or {}).get("save_path")
     if save_path:
-        write_records(records, save_path)
+        write_records(records, Path(save_path).expanduser())
     failed = [record["file_name"] for record in records if "error" in record]
     if failed:
         print(f"{len(failed)} of {len(records)} files could not be read: {', '.join(failed)}",

@@ -11,10 +11,11 @@ from ppq2l.config import get_config, parse_args  # noqa: E402
 
 def main(argv=None) -> None:
     """Print total/trainable parameters and GFLOPs (multiply-adds) at Global.image_shape."""
+    args = parse_args(argv, description=__doc__)
+    config = get_config(args.config, args.override)  # mistakes answer before the heavy imports
     from ppq2l.utils.model_info import model_info_from_config
 
-    args = parse_args(argv, description=__doc__)
-    print(model_info_from_config(get_config(args.config, args.override)).report())
+    print(model_info_from_config(config).report())
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from ppq2l.config import get_config, parse_args  # noqa: E402
 
 def main(argv=None) -> None:
     """Build the Trainer from the config and train."""
+    args = parse_args(argv, description=__doc__)
+    config = get_config(args.config, args.override)  # mistakes answer before the heavy imports
     from ppq2l.engine import Trainer
 
-    args = parse_args(argv, description=__doc__)
-    Trainer(get_config(args.config, args.override)).train()
+    Trainer(config).train()
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ class TimmBackbone(nn.Module):
                               "supported")
         if isinstance(pretrained, str):
             load_local_weights(self.body, pretrained, name)
+        if timm_kwargs and not hasattr(self.body, "patch_embed"):
+            probe_keywords(self.body, name, timm_kwargs)
 
     def forward(self, images: Tensor) -> Tensor:
         """Feature map [B, num_channels, h, w] of images [B, 3, H, W]."""
@@ -65,6 +67,29 @@ class TimmBackbone(nn.Module):
         if self.output_fmt == "NHWC":
             features = features.permute(0, 3, 1, 2)
         return features
+
+
+# Side of the small image that checks a keyword-customised CNN can run (a few milliseconds).
+PROBE_SIZE = 64
+
+
+def probe_keywords(model: nn.Module, name: str, timm_kwargs: dict) -> None:
+    """Run `model` once on a small image: timm builds some inconsistent keyword sets (a ResNet with
+    two `channels` for four stages) that fail only in forward, which would otherwise surface as
+    an AttributeError at the first training step."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval().forward_features(torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE))
+    except (AttributeError, IndexError, TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, torch.OutOfMemoryError):
+            raise
+        details = ", ".join(f"{key}={value!r}" for key, value in timm_kwargs.items())
+        raise ConfigError(f"backbone {name!r} built with {details} cannot run ({type(error).__name__}: "
+                          f"{' '.join(str(error).split())[:200]}); these keywords do not fit the "
+                          f"model") from None
+    finally:
+        model.train(was_training)
 
 
 def features_are_tokens(model: nn.Module) -> bool:
@@ -158,6 +183,10 @@ def create_headless_timm_model(name: str, pretrained: bool, timm_kwargs: dict) -
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=0, global_pool="",
                                  **timm_kwargs)
+    except OSError as error:  # urllib, huggingface_hub and file errors all derive from OSError
+        if not pretrained:
+            raise
+        raise download_failed(name, "the Hugging Face hub (timm)", error) from None
     except TypeError as error:
         if not timm_kwargs:
             raise
@@ -165,6 +194,16 @@ def create_headless_timm_model(name: str, pretrained: bool, timm_kwargs: dict) -
         raise ConfigError(f"backbone {name!r}: timm rejected the keywords "
                           f"{sorted(timm_kwargs)} ({error}). Remove them or use ones the "
                           f"{name} constructor accepts.") from error
+
+
+def download_failed(name: str, source: str, error: OSError) -> CheckpointError:
+    """The error for `pretrained: True` weights that could not be fetched (no network, mostly)."""
+    reason = " ".join(str(error).split())[:200]
+    return CheckpointError(
+        f"backbone {name!r}: pretrained: True fetches its ImageNet weights from {source}, which "
+        f"failed ({type(error).__name__}: {reason}). This needs network access; offline, copy the "
+        f"weight file here and set Arch.backbone.pretrained to its path, or pretrained: False. "
+        f"Evaluating, exporting or resuming a checkpoint never fetches them")
 
 
 def model_stride(model: nn.Module, name: str, out_stride: int | None) -> int:
@@ -188,13 +227,19 @@ def model_stride(model: nn.Module, name: str, out_stride: int | None) -> int:
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """Tensors of a weight file: a plain state dict or one stored under 'state_dict' or 'model',
     with a DataParallel 'module.' prefix removed."""
+    from ppq2l.engine.checkpoint import describe_load_error
+
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise CheckpointError(f"backbone weight file {str(path)!r} is a folder; give the path of "
+                              f"a weight file")
     if not file.is_file():
         raise CheckpointError(f"backbone weight file {str(path)!r} does not exist")
     try:
         content = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # the unpickler fails on corrupt bytes with assorted error types
-        raise CheckpointError(f"cannot read backbone weight file {str(path)!r}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - the unpickler fails on bad bytes with assorted types
+        raise CheckpointError(f"cannot read backbone weight file {str(path)!r}: "
+                              f"{describe_load_error(error)}") from None
     if isinstance(content, dict):
         for wrapper in ("state_dict", "model"):
             if isinstance(content.get(wrapper), dict):

@@ -10,7 +10,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from ppq2l.arch.backbone import check_pretrained, load_local_weights
+from ppq2l.arch.backbone import check_pretrained, download_failed, load_local_weights
 from ppq2l.errors import ConfigError
 from ppq2l.registry import BACKBONES
 
@@ -56,7 +56,10 @@ class TorchvisionResNet(nn.Module):
         norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         # The official Query2Label starts from torchvision's original ImageNet weights (V1).
         weights = "IMAGENET1K_V1" if pretrained is True else None
-        resnet = getattr(torchvision.models, arch)(weights=weights, norm_layer=norm_layer)
+        try:
+            resnet = getattr(torchvision.models, arch)(weights=weights, norm_layer=norm_layer)
+        except OSError as error:  # urllib's URLError included
+            raise download_failed(arch, "download.pytorch.org (torchvision)", error) from None
         self.name = arch
         self.body = ResNetBody(resnet)
         self.num_channels = int(resnet.fc.in_features)

@@ -3,6 +3,7 @@ with a report of every key that does not fit."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,9 +37,11 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike,
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint onto the CPU with `weights_only=True`; any failure names the file."""
-    path = Path(path)
+    path = Path(path).expanduser()
     fallback = previous_path(path)
     hint = f"; the checkpoint before it is {fallback}" if fallback.is_file() else ""
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give the path of a .pth file in it")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}{hint}")
     try:
@@ -46,11 +49,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     # The weights-only unpickler reports a damaged file with many exception types (KeyError,
     # IndexError, UnpicklingError, RuntimeError, ...), so every one of them is wrapped here.
     except Exception as error:  # noqa: BLE001 - re-raised as a CheckpointError naming the file
-        raise CheckpointError(f"cannot read checkpoint {path}: it is truncated, corrupt or not a "
-                              f"torch file ({type(error).__name__}: {str(error)[:300]}){hint}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {describe_load_error(error)}{hint}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, expected a dict of weights")
     return state
+
+
+def describe_load_error(error: Exception) -> str:
+    """Why `torch.load(weights_only=True)` refused a file, in our words: torch's own message
+    suggests `weights_only=False`, which would run code from the file, so it is not repeated."""
+    text = str(error)
+    refused = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\s+was not an allowed global|"
+                        r"\.?\s*Please use|\n\nCheck|$)", text, re.S)
+    if refused:
+        detail = " ".join(refused.group(1).split()) or "an unsupported pickle instruction"
+        return (f"it holds Python objects that a weights-only load refuses ({detail}). ppq2l reads "
+                f"checkpoints without running code from them: save the weights as a dict of "
+                f"tensors, or convert an official checkpoint with tools/convert_checkpoint.py")
+    return (f"it is truncated, corrupt or not a torch file ({type(error).__name__}: "
+            f"{' '.join(text.split())[:300]})")
 
 
 def extract_state_dict(state: Mapping[str, Any], path: str | os.PathLike = "") -> dict[str, torch.Tensor]:
@@ -98,3 +115,11 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike) -> dict[str, A
     check_state_dict(model, weights, source=str(path))
     model.load_state_dict(weights)
     return state
+
+
+def first_nonfinite_tensor(weights: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, else None."""
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None

@@ -2,6 +2,7 @@
 folder and log, seeding, the device and precision, and the model with its weights."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -14,12 +15,13 @@ import torch
 from torch import nn
 
 from ppq2l.arch import build_model
-from ppq2l.config import config_to_yaml, save_config
+from ppq2l.config import config_to_yaml
 from ppq2l.engine.checkpoint import load_model_weights
 from ppq2l.engine.distributed import get_world_size, init_distributed, is_main_process
+from ppq2l.engine.run_folder import check_output_dir
 from ppq2l.engine.runtime import Precision, configure_threads, resolve_device, seed_everything
 from ppq2l.errors import ConfigError
-from ppq2l.utils.atomic_write import write_text_atomic
+from ppq2l.utils.atomic_write import prepare_output_dir, write_text_atomic
 from ppq2l.utils.logger import get_logger, log_to_file
 
 
@@ -44,18 +46,22 @@ class RunContext:
         return int(self.config["Arch"]["class_num"])
 
 
-def start_run(config: dict, log_name: str) -> RunContext:
-    """Create the output folder and log file, print and save the config, seed and pick a device."""
+def start_run(config: dict, log_name: str, training: bool = False) -> RunContext:
+    """Check and create the output folder, open the log file and log the config, seed and pick a
+    device. A training run first checks the folder's rule (one run per folder, see run_folder)."""
     settings = config["Global"]
-    output_dir = Path(settings["output_dir"])
     device = init_distributed(resolve_device(str(settings["device"])))
+    logger = get_logger()
     if is_main_process():
-        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir = prepare_output_dir(settings["output_dir"], "Global.output_dir")
+    else:
+        output_dir = Path(settings["output_dir"]).expanduser()
+    if training:  # every rank checks, so that a refusal stops them all
+        check_output_dir(output_dir, settings["checkpoints"], bool(settings["overwrite"]), logger)
+    if is_main_process():
         logger = log_to_file(output_dir / log_name)
         logger.info("config:\n%s", config_to_yaml(config).rstrip())
-        save_config(config, output_dir / "config.yaml")
     else:  # the other ranks only report warnings and errors, and write no files
-        logger = get_logger()
         logger.setLevel(logging.WARNING)
     configure_threads(settings["num_threads"])
     seed_everything(int(settings["seed"]), bool(settings["deterministic"]))
@@ -77,9 +83,15 @@ def require_section(config: dict, dotted: str) -> Any:
     return node
 
 
-def build_model_for_run(context: RunContext, weights: str | os.PathLike | None = None) -> nn.Module:
-    """Build the Arch model on the run's device, loading `weights` (a checkpoint) when given."""
-    model = build_model(context.config["Arch"])
+def build_model_for_run(context: RunContext, weights: str | os.PathLike | None = None,
+                        replaced_weights: bool = False) -> nn.Module:
+    """Build the Arch model on the run's device, loading `weights` (a checkpoint) when given.
+    When the checkpoint (or, with `replaced_weights`, a resumed state) supplies every weight, the
+    backbone's ImageNet weights are not fetched: they would be overwritten anyway."""
+    arch = context.config["Arch"]
+    if weights or replaced_weights:
+        arch = without_backbone_download(arch)
+    model = build_model(arch)
     if weights:
         load_model_weights(model, weights)
         context.logger.info("loaded weights from %s", weights)
@@ -89,6 +101,17 @@ def build_model_for_run(context: RunContext, weights: str | os.PathLike | None =
     parameters = sum(parameter.numel() for parameter in model.parameters())
     context.logger.info("model %s: %.2fM parameters", context.config["Arch"]["name"], parameters / 1e6)
     return model
+
+
+def without_backbone_download(arch: dict) -> dict:
+    """A copy of the Arch section whose backbone is built with random weights (`pretrained`
+    false), in the nesting ppq2l uses and in PaddleClas's flat spelling."""
+    arch = copy.deepcopy(arch)
+    if isinstance(arch.get("backbone"), dict) and arch["backbone"].get("pretrained"):
+        arch["backbone"]["pretrained"] = False
+    if arch.get("pretrained"):
+        arch["pretrained"] = False
+    return arch
 
 
 def json_safe(value: Any) -> Any:

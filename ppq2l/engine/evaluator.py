@@ -10,6 +10,7 @@ from torch import nn
 
 from ppq2l.data.device_normalize import to_model_input
 from ppq2l.engine.runtime import Precision
+from ppq2l.errors import CheckpointError
 from ppq2l.utils.logger import progress
 
 
@@ -40,6 +41,17 @@ def predict_dataset(model: nn.Module, loader: Any, device: torch.device, precisi
     indices = loader.sampler.shard()[0]  # read before iterating, which moves to the next epoch
     scores, targets = predict_scores(model, loader, device, precision, channels_last, desc)
     return gather_in_order(indices, scores, targets)
+
+
+def check_finite_scores(scores: np.ndarray, image_paths: list[str], weights: str) -> None:
+    """A CheckpointError when the model gives NaN or infinite scores (diverged or corrupt
+    weights), naming the checkpoint, how many images and the first of them."""
+    bad = np.flatnonzero(~np.isfinite(scores).all(axis=1))
+    if len(bad):
+        raise CheckpointError(
+            f"the model of {weights} gives NaN or infinite scores for {len(bad)} of {len(scores)} "
+            f"images (first: {image_paths[bad[0]]}): its weights have diverged or are corrupt, so "
+            f"no metric can be computed. Evaluate an earlier checkpoint of the run")
 
 
 def compute_metrics(metrics: list, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
@@ -91,6 +103,7 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
     scores, targets = predict_dataset(model, loader, context.device, context.precision,
                                       context.channels_last)
+    check_finite_scores(scores, loader.dataset.image_paths, str(weights))
     results = compute_metrics(metrics, scores, targets)
     label_file = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
     names = read_label_map(label_file, context.class_num) if label_file else None

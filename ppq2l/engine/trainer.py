@@ -6,7 +6,6 @@ the gradients of N micro-batches (each loss divided by N) before one optimizer/s
 from __future__ import annotations
 
 import math
-import random
 from contextlib import nullcontext
 import time
 from typing import Any
@@ -19,15 +18,21 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ppq2l.data import build_dataloader
 from ppq2l.data.device_normalize import to_model_input
-from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
+from ppq2l.config import save_config
+from ppq2l.engine.checkpoint import (check_state_dict, first_nonfinite_tensor, load_checkpoint,
+                                     save_checkpoint)
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
                                      open_tensorboard, require_section, start_run)
+from ppq2l.engine.resume import (capture_rng_state, changes_to_report, plan_resume,
+                                 restore_optimization, restore_rng_state)
+from ppq2l.engine.run_folder import release_lock, start_training
+from ppq2l.engine.stop_signals import StopSignals
 from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
                                       mean_over_ranks)
 from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
 from ppq2l.engine.runtime import Precision
-from ppq2l.errors import CheckpointError, Ppq2lError
+from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError, RunStopped
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
@@ -40,15 +45,20 @@ class NonFiniteLossError(Ppq2lError):
     """The loss became NaN or infinite; the last checkpoint on disk is left as it was."""
 
 
+class DivergedError(Ppq2lError):
+    """The weights or the evaluation scores became NaN or infinite; nothing was saved from them."""
+
+
 class Trainer:
     """Builds every component of a training run from the config and runs it."""
 
     def __init__(self, config: dict) -> None:
-        self.context: RunContext = start_run(config, "train.log")
+        self.context: RunContext = start_run(config, "train.log", training=True)
         self.config, self.logger = config, self.context.logger
         settings = config["Global"]
         self.epochs = int(settings["epochs"])
-        self.model = build_model_for_run(self.context, settings["pretrained_model"])
+        self.model = build_model_for_run(self.context, settings["pretrained_model"],
+                                         replaced_weights=bool(settings["checkpoints"]))
         self.update_freq = max(1, int(settings["update_freq"]))
         self.train_model: torch.nn.Module = self.model
         if is_distributed():
@@ -81,6 +91,7 @@ class Trainer:
         self.tensorboard = (open_tensorboard(self.context.output_dir)
                             if settings["use_tensorboard"] and is_main_process() else None)
         self.best: dict[str, Any] = {"metric": self.main_key, "value": None, "epoch": None, "source": None}
+        self.stop = StopSignals(self.logger)
         if settings["checkpoints"]:
             self.resume(settings["checkpoints"])
 
@@ -104,20 +115,26 @@ class Trainer:
             "epoch_batches": epoch_batches,
             "skipped_nonfinite": self.skipped_nonfinite,
             "best": dict(self.best),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    "numpy": _numpy_state_to_tensors(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": capture_rng_state(),
             "config": self.config,
         }
 
     def resume(self, path: str) -> None:
-        """Continue from a `latest.pth` written by this trainer."""
+        """Continue from a `latest.pth` written by this trainer; a config that differs from the
+        checkpoint's is applied key by key as `resume.py` describes, and every change is logged."""
         state = load_checkpoint(path)
         missing = [key for key in ("model", "optimizer", "lr_scheduler", "epoch") if key not in state]
         if missing:
             raise CheckpointError(f"{path} cannot resume training: it lacks {', '.join(missing)} "
                                   f"(a best_model.pth holds weights only; resume from latest.pth, or "
                                   f"pass it as Global.pretrained_model to start from its weights)")
+        plan = plan_resume(state.get("config"), self.config, str(path))
+        warned, quiet = changes_to_report(plan)
+        if warned:
+            self.logger.warning("resuming %s with a config that differs from its own; the new "
+                                "values apply from here: %s", path, plan.describe(warned))
+        if quiet:
+            self.logger.info("resuming with other paths or intervals: %s", plan.describe(quiet))
         check_state_dict(self.model, state["model"], source=str(path))
         self.model.load_state_dict(state["model"])
         if self.ema is not None:
@@ -126,24 +143,26 @@ class Trainer:
                 self.ema = ModelEMA(self.model, self.ema.decay, self.ema.warmup)
             else:
                 self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        elif state.get("ema") is not None:
+            self.logger.warning("%s has EMA weights but the config has no EMA section: they are "
+                                "dropped", path)
+        self.global_step = int(state.get("global_step", 0))
+        restore_optimization(self.optimizer, self.lr_scheduler, state, plan.rebuild_schedule,
+                             self.global_step, str(path))
+        if plan.rebuild_schedule:
+            self.logger.warning("the optimizer settings and learning-rate schedule of the config "
+                                "apply from step %d (lr now %.3g)", self.global_step, self.current_lr())
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"]) + 1
-        self.global_step = int(state.get("global_step", 0))
         self.resume_batches = int(state.get("epoch_batches", 0))
+        if self.start_epoch > self.epochs:
+            raise ConfigError(f"{path} has already trained {state['epoch']} epochs and Global.epochs "
+                              f"is {self.epochs}: nothing left to train. Raise Global.epochs to "
+                              f"train longer")
         self.skipped_nonfinite = int(state.get("skipped_nonfinite", 0))
         self.best = dict(state.get("best") or self.best)
-        rng = state.get("rng") or {}
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "python" in rng:
-            random.setstate(rng["python"])
-        if "numpy" in rng:
-            np.random.set_state(_numpy_state_from_tensors(rng["numpy"]))
-        if rng.get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_rng_state(state.get("rng") or {})
         self.logger.info("resumed from %s: continuing at epoch %d after its batch %d (step %d), "
                          "best %s = %s", path, self.start_epoch, self.resume_batches,
                          self.global_step, self.main_key, self.best["value"])
@@ -189,6 +208,12 @@ class Trainer:
                 self.optimizer_step()
                 if interval and self.global_step % interval == 0 and step < total:
                     self.save_latest(epoch - 1, step)
+                signum = self.stop.requested(context.device) if step < total else None
+                if signum:
+                    self.save_latest(epoch - 1, step)
+                    raise RunStopped(f"{LATEST} holds epoch {epoch} up to its batch {step} of {total} "
+                                     f"(step {self.global_step}); continue with -o Global.checkpoints="
+                                     f"{context.output_dir / LATEST}", signum)
             loss_sum += loss_value * images.shape[0]
             seen += images.shape[0]
             if step % print_every == 0 or step == total:
@@ -246,11 +271,29 @@ class Trainer:
         return {"mem": f"{torch.cuda.max_memory_allocated(self.context.device) / 2 ** 30:.1f}G"}
 
     def save_latest(self, epoch: int, epoch_batches: int = 0) -> None:
-        """Rank 0 writes `latest.pth` (atomically); every rank waits until it is on disk."""
+        """Rank 0 writes `latest.pth` (atomically); every rank waits until it is on disk. Weights
+        that are no longer finite are never written: the run stops with the last good file."""
+        self.check_finite_weights(f"epoch {epoch + (1 if epoch_batches else 0)}")
         if is_main_process():
             save_checkpoint(self.checkpoint_state(epoch, epoch_batches), self.context.output_dir / LATEST,
                             keep_previous=True)
         barrier()
+
+    def check_finite_weights(self, when: str) -> None:
+        """DivergedError when the model (or its EMA) holds a NaN or infinite value."""
+        for source, network in [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else []):
+            name = first_nonfinite_tensor(network.state_dict())
+            if name is not None:
+                raise DivergedError(
+                    f"the {source} weights hold NaN or infinite values at {when} (first: {name}); "
+                    f"training stopped and nothing was saved from them: {self.last_good_files()}. "
+                    f"Try a lower Optimizer.lr.learning_rate or Global.clip_grad_norm")
+
+    def last_good_files(self) -> str:
+        """Which checkpoints on disk hold the last good state (for error messages)."""
+        present = [name for name in (LATEST, BEST) if (self.context.output_dir / name).is_file()]
+        return (f"{' and '.join(present)} in {self.context.output_dir} were left as they were"
+                if present else "no checkpoint had been written yet")
 
     def current_lr(self) -> float:
         """The learning rate of the first parameter group."""
@@ -264,6 +307,13 @@ class Trainer:
             broadcast_buffers(network)
             scores, targets = predict_dataset(network, self.eval_loader, context.device,
                                               context.precision, context.channels_last, desc=source)
+            bad = int((~np.isfinite(scores)).any(axis=1).sum())
+            if bad:
+                raise DivergedError(
+                    f"the {source} weights give NaN or infinite scores for {bad} of {len(scores)} "
+                    f"evaluation images at epoch {epoch}: training has diverged and stopped; "
+                    f"{self.last_good_files()}. Try a lower Optimizer.lr.learning_rate, "
+                    f"Global.clip_grad_norm or AMP.dtype=bfloat16")
             results[source] = compute_metrics(self.metrics, scores, targets)
             scalars = {key: value for key, value in results[source].items() if key != "per_class_AP"}
             self.logger.info("epoch %d %s: %s", epoch, source, format_metrics(scalars))
@@ -282,12 +332,29 @@ class Trainer:
         return results
 
     def train(self) -> dict[str, Any]:
-        """Run the configured epochs; returns the best metric record."""
+        """Run the configured epochs; returns the best metric record. Writes `config.yaml` (the
+        config that runs) first; SIGTERM/Ctrl-C stop after writing `latest.pth` (RunStopped)."""
+        settings = self.config["Global"]
+        lock = (start_training(self.context.output_dir, settings["checkpoints"],
+                               bool(settings["overwrite"]), self.logger)
+                if is_main_process() else None)
+        try:
+            with self.stop:
+                return self.run_epochs()
+        finally:
+            release_lock(lock)
+            cleanup()  # leave the process group (torchrun runs) before the interpreter exits
+
+    def run_epochs(self) -> dict[str, Any]:
+        """The epoch loop of `train`."""
         settings, context = self.config["Global"], self.context
+        if is_main_process():
+            save_config(self.config, context.output_dir / "config.yaml")
         patience = int(settings["early_stop_patience"] or 0)
         self.logger.info("training %d epochs of %d batches of %d per process x %d process(es), "
                          "update every %d batch(es)", self.epochs, len(self.train_loader),
                          self.train_loader.batch_size or 0, get_world_size(), self.update_freq)
+        epoch = self.start_epoch - 1
         for epoch in range(self.start_epoch, self.epochs + 1):
             first_batch, self.resume_batches = self.resume_batches, 0
             self.train_loader.set_epoch(epoch, first_batch)
@@ -314,14 +381,31 @@ class Trainer:
                         if isinstance(value, (int, float)) and key != "epoch":
                             self.tensorboard.add_scalar(key, value, epoch)
                     self.tensorboard.flush()
+            signum = self.stop.requested(context.device) if epoch < self.epochs else None
+            if signum:
+                raise RunStopped(f"{LATEST} holds the end of epoch {epoch}; continue with "
+                                 f"-o Global.checkpoints={context.output_dir / LATEST}", signum)
             if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
                 self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
                 break
+        if self.eval_loader is None:
+            self.save_unevaluated_best(epoch)
         self.logger.info("done: best %s %s at epoch %s (%s weights)", self.main_key,
                          "n/a" if self.best["value"] is None else f"{self.best['value']:.2f}",
                          self.best["epoch"], self.best["source"])
-        cleanup()  # leave the process group (torchrun runs) before the interpreter exits
         return self.best
+
+    def save_unevaluated_best(self, epoch: int) -> None:
+        """Without evaluation there is no best to choose: `best_model.pth` gets the last epoch's
+        regular weights, marked as such, so the eval/export/infer commands have their file."""
+        self.best = {"metric": None, "value": None, "epoch": epoch, "source": "model"}
+        if is_main_process():
+            save_checkpoint({"model": self.model.state_dict(), "epoch": epoch, "source": "model",
+                             "selected_by": "last epoch (Global.eval_during_train is false)",
+                             "config": self.config}, self.context.output_dir / BEST)
+        barrier()
+        self.logger.info("no evaluation during training: %s holds the weights of the last epoch "
+                         "(%d), not a best by any metric", self.context.output_dir / BEST, epoch)
 
 
 def compute_training_loss(model: torch.nn.Module, loss_fn: torch.nn.Module, images: torch.Tensor,
@@ -353,16 +437,3 @@ def apply_gradients(model: torch.nn.Module, optimizer: Optimizer, scaler: torch.
 def _rank(value: Any) -> float:
     """Order metric values, putting a missing or NaN value last."""
     return float("-inf") if value is None or value != value else float(value)
-
-
-def _numpy_state_to_tensors() -> dict[str, Any]:
-    """NumPy's global RNG state in types a `weights_only` checkpoint can hold."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
-
-
-def _numpy_state_from_tensors(state: dict[str, Any]) -> tuple:
-    """The inverse of `_numpy_state_to_tensors`, for `np.random.set_state`."""
-    return (state["name"], state["keys"].numpy().astype(np.uint32), state["position"],
-            state["has_gauss"], state["cached_gaussian"])

@@ -74,16 +74,22 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb",
             os.replace(path, keep_previous)
         os.replace(temporary, path)
     except OSError as error:
-        raise OutputError(f"cannot write {path}: {describe_os_error(error)}"
-                          f"{'; the previous file is unchanged' if path.exists() else ''}") from None
+        raise write_failed(path, error) from None
     except RuntimeError as error:
         if "inline_container" not in str(error) and "file write failed" not in str(error):
             raise
-        raise OutputError(f"cannot write {path}: {describe_os_error(error)}"
-                          f"{'; the previous file is unchanged' if path.exists() else ''}") from None
+        raise write_failed(path, error) from None
     finally:
         if temporary.exists() or temporary.is_symlink():
             temporary.unlink()
+
+
+def write_failed(path: Path, error: BaseException) -> OutputError:
+    """The OutputError for a failed write of `path`, saying whether an earlier file survives."""
+    if path.is_dir():
+        return OutputError(f"cannot write {path}: it is a folder")
+    kept = "; the previous file is unchanged" if path.is_file() else ""
+    return OutputError(f"cannot write {path}: {describe_os_error(error)}{kept}")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -93,7 +99,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -112,7 +119,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in folder.iterdir():
         match = TEMPORARY_PATTERN.match(entry.name)
-        if match and entry.is_file() and not _process_alive(int(match.group(1))):
+        if match and entry.is_file() and not process_alive(int(match.group(1))):
             entry.unlink()
             removed.append(entry)
     return removed
@@ -125,6 +132,23 @@ def _first_existing(path: Path) -> Path:
     return Path(".")
 
 
+def _check_folder(path: Path, key: str, what: str) -> Path:
+    """Create `path` (a folder) and write a probe file into it; errors name `key`."""
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{key}: {path} is a file, not a folder; choose another {what}")
+    existing = _first_existing(path)
+    if not existing.is_dir():
+        raise OutputError(f"{key}: cannot create the folder {path}: {existing} is a file")
+    probe = path / f".write_check{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"{key}: cannot write into {path}: {describe_os_error(error)}") from None
+    return path
+
+
 def prepare_output_dir(value: object, key: str) -> Path:
     """The folder named by the config value `value` (at `key`), created and checked writable
     before any work starts: `~` is expanded; empty, a file, a path under a file, a read-only or
@@ -133,23 +157,7 @@ def prepare_output_dir(value: object, key: str) -> Path:
         raise OutputError(f"{key} is empty; set it to a folder, e.g. -o {key}=./output/my_run")
     if not isinstance(value, (str, os.PathLike)):
         raise OutputError(f"{key} must be a folder path, got {value!r}")
-    path = Path(value).expanduser()
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{key}: {path} is a file, not a folder; choose another {key}")
-    existing = _first_existing(path)
-    if not existing.is_dir():
-        raise OutputError(f"{key}: cannot create {path}: {existing} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with atomic_output(path / ".write_check", "wb") as handle:
-            handle.write(b"ok")
-        (path / ".write_check").unlink()
-    except OSError as error:
-        raise OutputError(f"{key}: cannot write into {path}: {describe_os_error(error)}") from None
-    except OutputError as error:
-        raise OutputError(f"{key}: cannot write into {path}: "
-                          f"{str(error).rpartition(': ')[2]}") from None
-    return path
+    return _check_folder(Path(value).expanduser(), key, key)
 
 
 def prepare_output_file(value: object, key: str) -> Path:
@@ -163,5 +171,5 @@ def prepare_output_file(value: object, key: str) -> Path:
     if path.is_dir():
         raise OutputError(f"{key}: {path} is a folder; give the path of a file (inside it, "
                           f"for example)")
-    prepare_output_dir(str(path.parent), f"the folder of {key}")
+    _check_folder(path.parent, key, f"{key} (its folder is a file)")
     return path

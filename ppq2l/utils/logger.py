@@ -1,4 +1,5 @@
-"""The project's logger: one `ppq2l` logger printing to the console and, when asked, to a file."""
+"""The project's logger: one `ppq2l` logger printing to stderr (stdout carries only results, such
+as the records of the predictors) and, when asked, to a file."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,7 @@ def get_logger() -> logging.Logger:
     """The `ppq2l` logger, with a console handler attached once."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(handler, "_ppq2l_console", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
         handler._ppq2l_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

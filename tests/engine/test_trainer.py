@@ -75,6 +75,7 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tiny_config, tmp_pa
     Trainer(tiny_config).train()
     tiny_config["Arch"]["class_num"] = 5
     tiny_config["Global"]["pretrained_model"] = str(tmp_path / "output" / "best_model.pth")
+    tiny_config["Global"]["output_dir"] = str(tmp_path / "fine_tuned")
     with pytest.raises((CheckpointError, ConfigError)) as info:
         Trainer(tiny_config)
     assert "class_num" in str(info.value) or "shape" in str(info.value)

@@ -180,7 +180,7 @@ def test_runs_as_plain_script_from_repo_root(coco_root):
     assert result.returncode == 0, result.stderr
     assert (coco_root / "multilabel_val_list.txt").read_bytes() == EXPECTED_LIST.encode()
     assert (coco_root / "COCO2017_labels.txt").read_bytes() == EXPECTED_LABELS.encode()
-    assert "Wrote 4 images" in result.stdout
+    assert "Wrote 4 images" in result.stderr  # the log goes to stderr
 
 
 def test_training_modules_import_without_pycocotools(tmp_path):
