@@ -172,13 +172,14 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
             # the model itself is broken; comparing onnxruntime with it would only say "differ by nan"
             hint = (" in float16 (an overflow: export in float32, Global.export_fp16=False)" if half
                     else "; its weights are finite, so check the checkpoint and the Arch settings")
-            raise Ppq2lError(f"the model of {source or 'the export'} produces NaN/Inf scores in "
-                             f"torch for a random {shape} input{hint}")
+            origin = f" of {source}" if source else ""
+            raise Ppq2lError(f"the model{origin} produces NaN/Inf scores in torch for a random "
+                             f"{shape} input{hint}")
         feed = images.astype(np.float16) if half else images
         actual = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0].astype(np.float32)
         if actual.shape != expected.shape:
-            raise Ppq2lError(f"{path}: onnxruntime gives shape {actual.shape}, torch {expected.shape} "
-                             f"for input {shape}")
+            raise Ppq2lError(f"the exported graph gives scores of shape {actual.shape} in "
+                             f"onnxruntime, torch {expected.shape}, for input {shape}")
         if not np.isfinite(actual).all():
             raise Ppq2lError(f"the exported graph gives NaN/Inf scores in onnxruntime for a random "
                              f"{shape} input where torch's scores are finite")
