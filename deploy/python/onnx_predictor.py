@@ -21,7 +21,8 @@ from ppq2l.postprocess import build_postprocess
 
 MODEL_FILE = "model.onnx"
 BROKEN_MODEL_ADVICE = "the exported model is broken: re-export it from a good checkpoint"
-NON_FINITE_MESSAGE = f"the model produced non-finite scores (NaN/Inf) for this image; {BROKEN_MODEL_ADVICE}"
+NON_FINITE_MESSAGE = ("the model produced non-finite scores (NaN/Inf) for this image; "
+                      + BROKEN_MODEL_ADVICE)
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 # onnxruntime reports failures with its own exception classes, none derived from RuntimeError
 ORT_ERRORS = tuple(getattr(ort_state, name) for name in (

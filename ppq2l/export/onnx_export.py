@@ -107,8 +107,8 @@ def check_finite_weights(model: nn.Module, source: str) -> None:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise CheckpointError(f"{source}: {name} holds NaN/Inf values ({bad} of "
-                                  f"{tensor.numel()}), so the model produces NaN/Inf scores; export "
-                                  f"a checkpoint saved before the training diverged")
+                                  f"{tensor.numel()}), so the model produces NaN/Inf scores; "
+                                  f"export a checkpoint saved before the training diverged")
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
@@ -169,7 +169,7 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
         with torch.no_grad():
             expected = model(torch.from_numpy(images).to(device, dtype)).float().cpu().numpy()
         if not np.isfinite(expected).all():
-            # the model itself is broken; comparing onnxruntime with it would only say "differ by nan"
+            # the model itself is broken; a comparison with onnxruntime would say "differ by nan"
             hint = (" in float16 (an overflow: export in float32, Global.export_fp16=False)" if half
                     else "; its weights are finite, so check the checkpoint and the Arch settings")
             origin = f" of {source}" if source else ""
