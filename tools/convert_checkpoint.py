@@ -14,7 +14,9 @@ def main(argv=None) -> None:
     pretrained), check that they fit and write the converted checkpoint."""
     from ppq2l.arch import build_model
     from ppq2l.config import get_config
-    from ppq2l.convert.official_checkpoints import FORMATS, convert_official, save_converted
+    from ppq2l.convert.official_checkpoints import (FORMATS, check_format, convert_official,
+                                                    save_converted)
+    from ppq2l.utils.atomic_write import prepare_output_file
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--from", dest="source_format", required=True,
@@ -24,11 +26,14 @@ def main(argv=None) -> None:
     parser.add_argument("--output", required=True)
     parser.add_argument("-o", "--override", action="append", default=[])
     args = parser.parse_args(argv)
-    # Format and file are checked before the (possibly large) model is built.
+    # Format, output location and input file are checked before the (possibly large) model is
+    # built, so a mistake in any of them costs nothing.
+    check_format(args.source_format)
+    output = prepare_output_file(args.output, "--output")
     weights = convert_official(args.source_format, args.input)
     config = get_config(args.config, args.override + ["Arch.backbone.pretrained=False"])
     model = build_model(config["Arch"])
-    path = save_converted(weights, model, args.source_format, args.input, args.output)
+    path = save_converted(weights, model, args.source_format, args.input, output)
     print(f"wrote {path}")
 
 

@@ -20,6 +20,9 @@ from ppq2l.export.metadata import metadata_from_properties
 from ppq2l.postprocess import build_postprocess
 
 MODEL_FILE = "model.onnx"
+BROKEN_MODEL_ADVICE = "the exported model is broken: re-export it from a good checkpoint"
+NON_FINITE_MESSAGE = ("the model produced non-finite scores (NaN/Inf) for this image; "
+                      + BROKEN_MODEL_ADVICE)
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 # onnxruntime reports failures with its own exception classes, none derived from RuntimeError
 ORT_ERRORS = tuple(getattr(ort_state, name) for name in (
@@ -138,6 +141,7 @@ class OnnxMultiLabelPredictor:
         self.input_dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
         self.output_name = self.metadata["output_name"]
         self.timer = StageTimer()
+        self.warned_non_finite = False
 
     @property
     def providers(self) -> list[str]:
@@ -160,9 +164,23 @@ class OnnxMultiLabelPredictor:
         feed = {self.input_name: np.ascontiguousarray(batch, dtype=self.input_dtype)}
         return self.session.run([self.output_name], feed)[0].astype(np.float32)
 
+    def postprocess_scores(self, scores: np.ndarray, names: Sequence[str]) -> list[dict]:
+        """One record per row of `scores`; a row with NaN/Inf gets an error record instead, since
+        thresholding it would silently give an empty prediction."""
+        finite = np.isfinite(scores).all(axis=1)
+        predicted = iter(self.postprocess(scores[finite], [n for n, ok in zip(names, finite) if ok])
+                         if finite.any() else [])
+        if not finite.all() and not self.warned_non_finite:
+            # a broken model fails every image: say it once, the records and summary name the files
+            self.logger.warning("the model produced non-finite scores (NaN/Inf), first for %s; %s",
+                                names[int(np.argmin(finite))], BROKEN_MODEL_ADVICE)
+            self.warned_non_finite = True
+        return [next(predicted) if ok else {"file_name": name, "error": NON_FINITE_MESSAGE}
+                for name, ok in zip(names, finite)]
+
     def predict_files(self, files: Sequence[str | os.PathLike], batch_size: int = 1) -> list[dict]:
         """One record per file, in order: the postprocess output, or `{file_name, error}` for a
-        file that cannot be read or decoded."""
+        file that cannot be read or decoded or whose scores are NaN/Inf."""
         records: list[dict] = []
         for start in range(0, len(files), batch_size):
             batch = files[start:start + batch_size]
@@ -181,7 +199,7 @@ class OnnxMultiLabelPredictor:
             if arrays:
                 scores = self.infer(np.stack(arrays))
                 inferred = time.perf_counter()
-                predicted = iter(self.postprocess(scores, names))
+                predicted = iter(self.postprocess_scores(scores, names))
                 slots = [slot if slot is not None else next(predicted) for slot in slots]
                 finished = time.perf_counter()
                 self.timer.seconds["inference"] += inferred - preprocessed

@@ -1,7 +1,8 @@
 """Multi-label prediction with an exported ONNX model and onnxruntime, without torch:
 python deploy/python/predict_multilabel.py -c deploy/configs/inference_multilabel.yaml \
     -o Global.infer_imgs=PATH_OR_DIR -o Global.inference_model_dir=DIR
-Prints one JSON record per file; unreadable files get an error record and the exit status is 1."""
+Prints one JSON record per file; unreadable files and NaN/Inf scores get an error record and the
+exit status is 1."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,7 @@ from ppq2l.config import apply_override, read_yaml  # noqa: E402
 from ppq2l.data.image_files import collect_image_files  # noqa: E402
 from ppq2l.postprocess.records import write_records  # noqa: E402
 from ppq2l.errors import ConfigError  # noqa: E402
+from ppq2l.utils.atomic_write import prepare_output_file  # noqa: E402
 
 GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
     "infer_imgs": (str,), "inference_model_dir": (str,), "batch_size": (int,), "use_gpu": (bool,),
@@ -97,6 +99,9 @@ def run(config: dict) -> list[dict]:
     settings = config["Global"]
     logger = deploy_logger()
     ops, postprocess = override_sections(config)
+    # checked before the model is loaded, so a bad path does not cost the whole run
+    save_path = (prepare_output_file(settings["save_path"], "Global.save_path")
+                 if settings["save_path"] is not None else None)
     predictor = OnnxMultiLabelPredictor(
         settings["inference_model_dir"], use_gpu=settings["use_gpu"],
         use_tensorrt=settings["use_tensorrt"], use_fp16=settings["use_fp16"],
@@ -110,8 +115,8 @@ def run(config: dict) -> list[dict]:
     records = predictor.predict_files(files, batch_size)
     for record in records:
         print(json.dumps(record))
-    if settings["save_path"]:
-        write_records(records, settings["save_path"])
+    if save_path is not None:
+        write_records(records, save_path)
     if settings["benchmark"]:
         timing = predictor.timer.per_image_ms()
         print(f"benchmark ({predictor.timer.images} images, batch {batch_size}, "
@@ -120,8 +125,8 @@ def run(config: dict) -> list[dict]:
               file=sys.stderr)
     failed = [record["file_name"] for record in records if "error" in record]
     if failed:
-        logger.warning("%d of %d files could not be read: %s", len(failed), len(records),
-                       ", ".join(failed))
+        logger.warning("%d of %d files have no prediction (see their error records): %s",
+                       len(failed), len(records), ", ".join(failed))
     return records
 
 

@@ -42,7 +42,10 @@ def _numpy_globals() -> list[Any]:
 
 def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of an official checkpoint, `module.` prefix removed."""
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the official "
+                              f"checkpoint file itself (e.g. {path / 'checkpoint.pth'})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -3,6 +3,7 @@ onnxruntime against torch on the same random inputs."""
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import os
 import warnings
@@ -14,12 +15,15 @@ import torch
 from torch import Tensor, nn
 
 from ppq2l.data.transforms import CropImage, ResizeImage, build_transforms
-from ppq2l.errors import ConfigError, Ppq2lError
+from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError
 from ppq2l.export.metadata import attach_metadata, build_metadata, write_inference_yml
+from ppq2l.export.staging import PromotionError, staged_export
 from ppq2l.postprocess import build_postprocess
+from ppq2l.utils.atomic_write import atomic_output, prepare_output_dir
 
 OPSET_VERSION = 17
 INPUT_NAME, OUTPUT_NAME = "images", "scores"
+MODEL_FILE, DESCRIPTION_FILE = "model.onnx", "inference.yml"
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # half precision keeps about three significant digits
 EXPORT_BATCH = 2  # not 1, so the trace cannot specialise anything to a single image
@@ -96,22 +100,36 @@ def resolve_postprocess(config: dict, class_num: int) -> tuple[dict, list[str] |
     return settings, names
 
 
+def check_finite_weights(model: nn.Module, source: str) -> None:
+    """Raise a CheckpointError naming the first weight or buffer of `model` (loaded from `source`)
+    that holds NaN or Inf: such a model can only produce NaN/Inf scores."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{source}: {name} holds NaN/Inf values ({bad} of "
+                                  f"{tensor.numel()}), so the model produces NaN/Inf scores; "
+                                  f"export a checkpoint saved before the training diverged")
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
-                dynamic_spatial: bool = False, half: bool = False) -> None:
-    """Trace `model` (already wrapped to give scores) to an ONNX file at `path`."""
+                dynamic_spatial: bool = False, half: bool = False) -> Path:
+    """Trace `model` (already wrapped to give scores) to an ONNX file at `path`, written
+    atomically (a full disk is an OutputError in words, never a half-written file)."""
     device = next(model.parameters()).device
     dtype = torch.float16 if half else torch.float32
     example = torch.zeros(EXPORT_BATCH, 3, *input_size, device=device, dtype=dtype)
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_spatial else {0: "batch"}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter warns about its own deprecation and about traced shape math
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=OPSET_VERSION,
+        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET_VERSION,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}},
                           do_constant_folding=True)
+    with atomic_output(path) as handle:
+        handle.write(buffer.getbuffer())
+    return Path(path)
 
 
 def finish_onnx_file(path: str | os.PathLike, metadata: dict) -> None:
@@ -123,15 +141,18 @@ def finish_onnx_file(path: str | os.PathLike, metadata: dict) -> None:
     try:
         onnx.checker.check_model(model_proto)
     except onnx.checker.ValidationError as error:
-        raise Ppq2lError(f"the exported model {path} fails the ONNX checker: {error}") from None
-    onnx.save(model_proto, str(path))
+        raise Ppq2lError(f"the exported model fails the ONNX checker: {error}") from None
+    with atomic_output(path) as handle:
+        handle.write(model_proto.SerializeToString())
 
 
 def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
                  half: bool = False, dynamic_spatial: bool = False,
-                 batches: Sequence[int] = CHECK_BATCHES, seed: int = 0) -> dict[str, float]:
+                 batches: Sequence[int] = CHECK_BATCHES, seed: int = 0,
+                 source: str | None = None) -> dict[str, float]:
     """Max |onnxruntime - torch| of the scores on random inputs, per checked shape; raises a
-    Ppq2lError when one is above the tolerance (1e-4 in float32)."""
+    Ppq2lError when one is above the tolerance (1e-4 in float32) or any score is NaN/Inf.
+    `source` (the checkpoint) is what a message about the model's own scores names."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -143,30 +164,43 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
         shapes.append((2, input_size[0] + 32, input_size[1] + 32))
     differences: dict[str, float] = {}
     for batch, height, width in shapes:
+        shape = f"{batch}x3x{height}x{width}"
         images = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
         with torch.no_grad():
             expected = model(torch.from_numpy(images).to(device, dtype)).float().cpu().numpy()
+        if not np.isfinite(expected).all():
+            # the model itself is broken; a comparison with onnxruntime would say "differ by nan"
+            hint = (" in float16 (an overflow: export in float32, Global.export_fp16=False)" if half
+                    else "; its weights are finite, so check the checkpoint and the Arch settings")
+            origin = f" of {source}" if source else ""
+            raise Ppq2lError(f"the model{origin} produces NaN/Inf scores in torch for a random "
+                             f"{shape} input{hint}")
         feed = images.astype(np.float16) if half else images
         actual = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0].astype(np.float32)
         if actual.shape != expected.shape:
-            raise Ppq2lError(f"{path}: onnxruntime gives shape {actual.shape}, torch {expected.shape} "
-                             f"for input {batch}x3x{height}x{width}")
-        differences[f"{batch}x3x{height}x{width}"] = float(np.abs(actual - expected).max())
+            raise Ppq2lError(f"the exported graph gives scores of shape {actual.shape} in "
+                             f"onnxruntime, torch {expected.shape}, for input {shape}")
+        if not np.isfinite(actual).all():
+            raise Ppq2lError(f"the exported graph gives NaN/Inf scores in onnxruntime for a random "
+                             f"{shape} input where torch's scores are finite")
+        differences[shape] = float(np.abs(actual - expected).max())
     tolerance = FP16_TOLERANCE if half else FP32_TOLERANCE
     worst = max(differences.values())
     if not worst <= tolerance:
-        raise Ppq2lError(f"{path}: onnxruntime and torch scores differ by up to {worst:.3g} "
-                         f"(tolerance {tolerance:g}); per input: {differences}")
+        raise Ppq2lError(f"onnxruntime and torch scores of the exported graph differ by up to "
+                         f"{worst:.3g} (tolerance {tolerance:g}); per input: {differences}")
     return differences
 
 
 def export_from_config(config: dict) -> dict[str, Any]:
-    """Export Global.pretrained_model to Global.save_inference_dir as model.onnx + inference.yml,
-    then check onnxruntime against torch. Returns the paths and the measured differences."""
+    """Export Global.pretrained_model to Global.save_inference_dir as model.onnx + inference.yml.
+    The files are written and checked (ONNX checker, onnxruntime against torch) in a staging
+    folder and replace an earlier export only when every check passed."""
     from ppq2l.engine.components import build_model_for_run, require_section, start_run
 
     weights = require_section(config, "Global.pretrained_model")
     settings = config["Global"]
+    output_dir = prepare_output_dir(settings.get("save_inference_dir"), "Global.save_inference_dir")
     half, dynamic_spatial = bool(settings["export_fp16"]), bool(settings["export_dynamic_spatial"])
     context = start_run(config, "export.log")
     if half and context.device.type != "cuda":
@@ -176,25 +210,37 @@ def export_from_config(config: dict) -> dict[str, Any]:
     ops = inference_transforms(config)
     input_size = resolve_input_size(config, ops, dynamic_spatial, context.logger)
     postprocess, label_names = resolve_postprocess(config, context.class_num)
-
-    model = build_model_for_run(context, weights)
-    if context.channels_last:
-        model.to(memory_format=torch.contiguous_format)  # export a plain NCHW graph
-    device = context.device if half else torch.device("cpu")
-    wrapped = SigmoidScores(model).to(device, torch.float16 if half else torch.float32).eval()
-
-    output_dir = Path(settings["save_inference_dir"])
-    onnx_path = output_dir / "model.onnx"
     metadata = build_metadata(arch=str(config["Arch"]["name"]), class_num=context.class_num,
                               input_size=input_size, preprocess=ops, postprocess=postprocess,
                               label_names=label_names, dynamic_spatial=dynamic_spatial,
                               precision="fp16" if half else "fp32",
                               input_name=INPUT_NAME, output_name=OUTPUT_NAME)
-    export_onnx(wrapped, onnx_path, input_size, dynamic_spatial, half)
-    finish_onnx_file(onnx_path, metadata)
-    yml_path = write_inference_yml(output_dir / "inference.yml", metadata)
-    differences = check_parity(wrapped, onnx_path, input_size, half, dynamic_spatial)
+    try:
+        model = build_model_for_run(context, weights)
+        check_finite_weights(model, str(weights))
+        if context.channels_last:
+            model.to(memory_format=torch.contiguous_format)  # export a plain NCHW graph
+        device = context.device if half else torch.device("cpu")
+        wrapped = SigmoidScores(model).to(device, torch.float16 if half else torch.float32).eval()
+        with staged_export(output_dir, last=(DESCRIPTION_FILE, MODEL_FILE)) as staging:
+            export_onnx(wrapped, staging / MODEL_FILE, input_size, dynamic_spatial, half)
+            finish_onnx_file(staging / MODEL_FILE, metadata)
+            write_inference_yml(staging / DESCRIPTION_FILE, metadata)
+            differences = check_parity(wrapped, staging / MODEL_FILE, input_size, half,
+                                       dynamic_spatial, source=str(weights))
+    except PromotionError:
+        raise  # it says itself which files were replaced
+    except Ppq2lError as error:
+        raise type(error)(f"{error}; {export_left_as_it_was(output_dir)}") from None
+    onnx_path, yml_path = output_dir / MODEL_FILE, output_dir / DESCRIPTION_FILE
     context.logger.info("exported %s and %s", onnx_path, yml_path)
     for shape, difference in differences.items():
         context.logger.info("onnxruntime vs torch, input %s: max abs diff %.3g", shape, difference)
     return {"onnx": str(onnx_path), "inference_yml": str(yml_path), "max_abs_diff": differences}
+
+
+def export_left_as_it_was(output_dir: Path) -> str:
+    """What a failed export says about the target folder (nothing in it was replaced)."""
+    if (output_dir / MODEL_FILE).exists():
+        return f"nothing was exported: the export already in {output_dir} is unchanged"
+    return f"nothing was exported to {output_dir}"

@@ -62,3 +62,8 @@ def test_disallowed_global_is_refused(tmp_path):
     torch.save(state, tmp_path / "checkpoint.pkl")
     with pytest.raises(CheckpointError, match="weights-only"):
         convert_checkpoint("q2l", tmp_path / "checkpoint.pkl", _model(), tmp_path / "out.pth")
+
+
+def test_input_that_is_a_folder_is_called_a_folder(tmp_path):
+    with pytest.raises(CheckpointError, match=f"{tmp_path} is a folder, not a checkpoint file"):
+        convert_checkpoint("q2l", tmp_path, _model(), tmp_path / "out.pth")

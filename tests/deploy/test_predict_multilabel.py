@@ -194,3 +194,15 @@ def test_model_without_our_metadata_is_a_clear_error(deployed, tmp_path):
 def test_unknown_deploy_key_is_rejected(deployed):
     result = run_script("-o", "Global.use_gpuu=true")
     assert result.returncode == 2 and "Global.use_gpuu" in result.stderr
+
+
+def test_non_finite_scores_get_error_records_not_empty_predictions(deployed):
+    """Thresholding NaN gives an empty prediction that looks valid; it must be an error record."""
+    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_n")
+    predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"])
+    scores = np.full((3, 12), 0.9, np.float32)
+    scores[0, 4], scores[2, 0] = np.nan, np.inf
+    records = predictor.postprocess_scores(scores, ["a.jpg", "b.jpg", "c.jpg"])
+    assert [record["file_name"] for record in records] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert "non-finite scores" in records[0]["error"] and "non-finite scores" in records[2]["error"]
+    assert "error" not in records[1] and records[1]["class_ids"] == list(range(12))

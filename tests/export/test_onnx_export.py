@@ -147,3 +147,64 @@ def test_variable_size_preprocessing_needs_dynamic_export(tiny_demo_root, tmp_pa
         "Infer.transforms.1={ResizeImage: {resize_short: 64}}"])
     with pytest.raises(ConfigError, match="export_dynamic_spatial"):
         load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+
+
+def export_over(folder, good, checkpoint_state):
+    """Copy the good export into `folder/inference`, then export `checkpoint_state` over it;
+    returns the raised error and the bytes the folder held before."""
+    import shutil
+
+    from ppq2l.export.onnx_export import export_from_config
+
+    shutil.copytree(good["inference"], folder / "inference")
+    before = {path.name: path.read_bytes() for path in (folder / "inference").iterdir()}
+    save_checkpoint(checkpoint_state, folder / "broken.pth")
+    config = get_config(DEMO_CONFIG, good["overrides"] + [
+        f"Global.save_inference_dir={folder / 'inference'}",
+        f"Global.pretrained_model={folder / 'broken.pth'}", f"Global.output_dir={folder / 'out'}"])
+    with pytest.raises(Ppq2lError) as raised:
+        export_from_config(config)
+    return raised.value, before
+
+
+@pytest.fixture
+def good_export(exported_q2l, tiny_demo_root, tmp_path):
+    folder, _ = exported_q2l
+    overrides = tiny_overrides(tiny_demo_root, tmp_path / "output") + [
+        "Infer.transforms.ResizeImage.size=64", "Global.image_shape=[3, 64, 64]"]
+    return {"inference": folder / "inference", "overrides": overrides,
+            "weights": build_model(get_config(DEMO_CONFIG, overrides)["Arch"]).state_dict()}
+
+
+def test_model_with_finite_weights_but_nan_scores_is_blamed_and_export_kept(good_export, tmp_path):
+    """Finite but huge weights overflow to NaN: the message blames the model (not onnxruntime),
+    names the checkpoint, and the export already in the folder stays byte-identical."""
+    weights = good_export["weights"]
+    weights["backbone.body.conv1.1.weight"].fill_(1e38)
+    error, before = export_over(tmp_path, good_export, {"model": weights})
+    message = str(error)
+    assert "produces NaN/Inf scores in torch" in message and "differ by" not in message
+    assert str(tmp_path / "broken.pth") in message
+    assert f"the export already in {tmp_path / 'inference'} is unchanged" in message
+    after = {path.name: path.read_bytes() for path in (tmp_path / "inference").iterdir()}
+    assert after == before  # same files, same bytes, no staging folder left behind
+
+
+def test_full_disk_while_writing_the_model_keeps_the_export(good_export, tmp_path, monkeypatch):
+    """ENOSPC on the model file is said in words and replaces nothing."""
+    import errno
+    import os
+
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}")).startswith(".model.onnx"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    error, before = export_over(tmp_path, good_export, {"model": good_export["weights"]})
+    assert "no space left on device" in str(error)
+    assert "is unchanged" in str(error)
+    after = {path.name: path.read_bytes() for path in (tmp_path / "inference").iterdir()}
+    assert after == before
