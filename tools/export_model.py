@@ -13,10 +13,11 @@ from ppq2l.config import get_config, parse_args  # noqa: E402
 
 def main(argv=None) -> dict:
     """Export Global.pretrained_model and print the files and the onnxruntime/torch differences."""
+    args = parse_args(argv, description=__doc__)
+    config = get_config(args.config, args.override)  # mistakes answer before the heavy imports
     from ppq2l.export.onnx_export import export_from_config
 
-    args = parse_args(argv, description=__doc__)
-    summary = export_from_config(get_config(args.config, args.override))
+    summary = export_from_config(config)
     print(f"saved {summary['onnx']} and {summary['inference_yml']}")
     for shape, difference in summary["max_abs_diff"].items():
         print(f"onnxruntime vs torch, input {shape}: max abs diff {difference:.3g}")

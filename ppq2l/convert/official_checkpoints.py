@@ -24,7 +24,8 @@ import numpy
 import torch
 
 from ppq2l.convert.tresnet_layout import official_tresnet_to_timm
-from ppq2l.engine.checkpoint import check_state_dict, extract_state_dict, save_checkpoint
+from ppq2l.engine.checkpoint import (check_state_dict, describe_load_error, extract_state_dict,
+                                     save_checkpoint)
 from ppq2l.errors import CheckpointError
 
 # Where the official ML-Decoder code attaches its head: TResNet's `head`, or the `fc` of timm
@@ -53,8 +54,7 @@ def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     # The weights-only unpickler raises several exception types; all are reported with the file.
     except Exception as error:  # noqa: BLE001 - re-raised as a CheckpointError naming the file
-        raise CheckpointError(f"cannot read {path} with the weights-only loader "
-                              f"({type(error).__name__}: {str(error)[:300]})") from None
+        raise CheckpointError(f"cannot read {path}: {describe_load_error(error)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, expected a dict")
     weights = extract_state_dict(state, path)
