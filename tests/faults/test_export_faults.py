@@ -77,7 +77,7 @@ def test_bad_save_inference_dir_is_refused_before_work(tiny, tmp_path, case):
     blocker.write_text("not a folder")
     value = {"file": blocker, "under_file": blocker / "inference", "empty": ""}[case]
     fragment = {"file": f"{blocker} is a file, not a folder",
-                "under_file": f"{blocker} is a file, not a folder", "empty": "is empty"}[case]
+                "under_file": f"{blocker} is a file", "empty": "is empty"}[case]
     result = export(tiny, "good.pth", value, f"Global.output_dir={tmp_path / 'run'}")
     assert_user_error(result, "Global.save_inference_dir", fragment)
     assert not (tmp_path / "run").exists()  # refused before the run set anything up
