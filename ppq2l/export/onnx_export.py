@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ppq2l.data.transforms import CropImage, ResizeImage, build_transforms
+from ppq2l.engine.checkpoint import first_nonfinite_tensor
 from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError
 from ppq2l.export.metadata import attach_metadata, build_metadata, write_inference_yml
 from ppq2l.export.staging import PromotionError, staged_export
@@ -103,12 +104,13 @@ def resolve_postprocess(config: dict, class_num: int) -> tuple[dict, list[str] |
 def check_finite_weights(model: nn.Module, source: str) -> None:
     """Raise a CheckpointError naming the first weight or buffer of `model` (loaded from `source`)
     that holds NaN or Inf: such a model can only produce NaN/Inf scores."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise CheckpointError(f"{source}: {name} holds NaN/Inf values ({bad} of "
-                                  f"{tensor.numel()}), so the model produces NaN/Inf scores; "
-                                  f"export a checkpoint saved before the training diverged")
+    weights = model.state_dict()
+    name = first_nonfinite_tensor(weights)
+    if name is not None:
+        bad = int((~torch.isfinite(weights[name])).sum())
+        raise CheckpointError(f"{source}: {name} holds NaN/Inf values ({bad} of "
+                              f"{weights[name].numel()}), so the model produces NaN/Inf scores; "
+                              f"export a checkpoint saved before the training diverged")
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],

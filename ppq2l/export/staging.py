@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ppq2l.utils.atomic_write import OutputError, describe_os_error
+from ppq2l.utils.atomic_write import OutputError, describe_os_error, process_alive
 
 STAGING_PATTERN = re.compile(r"^\.export\.tmp(\d+)$")
 
@@ -24,23 +24,13 @@ def staging_folder(target: Path) -> Path:
     return target / f".export.tmp{os.getpid()}"
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
 def remove_stale_staging(target: Path) -> list[Path]:
     """Delete the staging folders in `target` of exports that were killed (their process is
     gone); returns what was removed."""
     removed = []
     for entry in target.iterdir() if target.is_dir() else ():
         match = STAGING_PATTERN.match(entry.name)
-        if match and entry.is_dir() and not _running(int(match.group(1))):
+        if match and entry.is_dir() and not process_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)  # one that stays is harmless, it is hidden
             if not entry.exists():
                 removed.append(entry)
