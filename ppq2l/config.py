@@ -254,9 +254,55 @@ def validate_config(config: dict) -> None:
             raise ConfigError(f"Infer.{key}: unknown key.{_hint(key, INFER_KEYS)}")
 
 
-def get_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
-    """Load `path`, fill defaults, apply overrides in order and validate the result."""
+BASE_KEY, DELETE_KEY = "_base_", "_delete_"
+
+
+def merge_into(base: Any, override: Any) -> Any:
+    """`override` laid over `base`: mappings merge key by key (recursively), anything else, lists
+    included, replaces; a mapping with `_delete_: true` replaces the base's mapping whole."""
+    if not isinstance(base, dict) or not isinstance(override, dict):
+        return copy.deepcopy(override)
+    if override.get(DELETE_KEY) is True:
+        return {key: copy.deepcopy(value) for key, value in override.items() if key != DELETE_KEY}
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if key == DELETE_KEY:
+            continue
+        merged[key] = merge_into(merged[key], value) if key in merged else copy.deepcopy(value)
+    return merged
+
+
+def read_config_file(path: str | os.PathLike, chain: tuple[Path, ...] = ()) -> dict:
+    """Read a config file with its `_base_` files (a path or a list of paths relative to the file
+    naming them, merged in order, then the file's own keys on top; see `merge_into`)."""
+    path = Path(path).expanduser()
     config = read_yaml(path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    bases = config.pop(BASE_KEY, None)
+    if bases is None:
+        return config
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not bases or not all(isinstance(base, str) for base in bases):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file path or a list of them, got {bases!r}")
+    merged: dict = {}
+    for base in bases:
+        base_path = (path.parent / base).resolve()
+        if base_path in chain or base_path == path.resolve():
+            cycle = " -> ".join(str(item) for item in (*chain, path.resolve(), base_path))
+            raise ConfigError(f"{path}: {BASE_KEY} files include each other: {cycle}")
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: its {BASE_KEY} file {base} was not found (looked for "
+                              f"{base_path}; the path is relative to {path.parent})")
+        merged = merge_into(merged, read_config_file(base_path, (*chain, path.resolve())))
+    return merge_into(merged, config)
+
+
+def get_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
+    """Load `path` (with its `_base_` files), fill defaults, apply overrides in order and
+    validate the result."""
+    config = read_config_file(path)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections")
     validate_config_sections_only(config, path)
