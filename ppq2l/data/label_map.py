@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ppq2l.data.text_files import read_utf8_text
 from ppq2l.errors import DataError
 
 
@@ -15,7 +16,7 @@ def read_label_map(path: str | os.PathLike, class_num: int | None = None,
     if not path.is_file():
         raise DataError(f"class_id_map_file not found: {path}")
     names: dict[int, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8_text(path, "class_id_map_file").splitlines(), start=1):
         if not line.strip():
             continue
         index, found, name = line.strip().partition(delimiter)

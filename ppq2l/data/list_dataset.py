@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
+from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose, build_transforms
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS
@@ -89,10 +90,7 @@ def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
     if not path.is_file():
         raise DataError(f"cls_label_path {path} does not exist (expected a list file with rows "
                         f"'relative/path.jpg{delimiter!r}0,1,0,...')")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read list file {path}: {error}") from error
+    text = read_utf8_text(path, "list file")
     paths, rows, numbers = [], [], []
     for number, line in enumerate(text.split("\n"), start=1):
         row = line.strip()
