@@ -27,9 +27,11 @@ class CocoDataset(MultiLabelImageDataset):
         categories = len(coco.getCatIds())
         if categories != class_num:
             raise ConfigError(f"{anno_path} has {categories} categories but class_num is {class_num}")
-        samples, _, _ = multilabel_samples(coco, image_root, skip_empty)
+        found = multilabel_samples(coco, image_root, skip_empty)
+        samples = found.samples
         if not samples:
-            raise DataError(f"{anno_path}: none of its images exist under {image_root}")
+            raise DataError(f"{anno_path}: no image can be used from image_root {image_root}: "
+                            f"{found.skip_reasons()}")
         self.image_root, self.anno_path = str(image_root), str(anno_path)
         super().__init__([os.path.join(self.image_root, name) for name, _ in samples],
                          np.array([label for _, label in samples], dtype=np.uint8),

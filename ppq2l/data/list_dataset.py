@@ -3,6 +3,7 @@ file format `relative/path.jpg<TAB>0,1,0,...`, validated row by row when the dat
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,6 +83,15 @@ class MultiLabelImageDataset(Dataset):
         return self.get(index)
 
 
+def _runs_together(image: str, delimiter: str, class_num: int) -> bool:
+    """Whether the path part of a row holds a TAB, or the delimiter followed by `class_num` labels
+    (the row before it without its newline); a space delimiter alone may be part of a name."""
+    if "\t" in image:
+        return True
+    labels = r"\s*[01](?:\s*,\s*[01]){%d}" % (class_num - 1)
+    return re.search(re.escape(delimiter) + labels, image) is not None
+
+
 def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
                     delimiter: str = "\t") -> tuple[list[str], np.ndarray, list[int]]:
     """Parse a list file of `path<delimiter>0,1,...` rows into (paths, labels uint8 [N, C],
@@ -102,6 +112,10 @@ def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
         if not found or not image.strip():
             raise DataError(f"{where}: expected 'image_path{delimiter}labels' separated by "
                             f"{delimiter!r}, got {row!r}")
+        if _runs_together(image, delimiter, class_num):
+            raise DataError(f"{where}: the image path {image.strip()!r} holds a TAB or a label "
+                            "list: two rows run together on one line, as when list files are "
+                            "concatenated and one lacks its final newline; add that newline")
         values = [value.strip() for value in label_text.split(",")]
         if len(values) != class_num:
             raise DataError(f"{where}: {len(values)} labels, expected class_num={class_num} "

@@ -43,7 +43,7 @@ def test_coco_dataset_matches_the_list_file(tiny_demo_root, listed):
 
 def test_csv_dataset_in_both_layouts_matches_the_list_file(tiny_demo_root, listed, tmp_path):
     reference, ops = listed
-    label_file = tiny_demo_root / f"{tiny_demo_root.name}_labels.txt"
+    label_file = tiny_demo_root / "labels.txt"
     names = read_label_map(label_file, 12)
     relative = [os.path.relpath(path, tiny_demo_root) for path in reference.image_paths]
     by_name = ["path,labels"] + [f"{path},{';'.join(n for n, v in zip(names, row) if v)}"

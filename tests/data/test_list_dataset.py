@@ -98,3 +98,13 @@ def test_transform_ops_errors_and_requirements(tmp_path):
         MultiLabelListDataset(tmp_path, write_list(tmp_path / "l.txt", "a.png\t1\n"), [], 1)
     with pytest.raises(ConfigError, match=r"transform_ops\.0: unknown transform"):
         MultiLabelListDataset(tmp_path, tmp_path / "l.txt", [{"Decode": None}], 1)
+
+
+@pytest.mark.parametrize("text,delimiter", [
+    ("a.png\t1,0,1\nb.png\t0,0,1c.png\t1,1,0\n", "\t"),  # `cat` of a list without final newline
+    ("a.png 1,0,1\nb.png 0,0,1c.png 1,1,0\n", " "),
+])
+def test_two_rows_run_together_are_refused_with_the_likely_cause(tmp_path, text, delimiter):
+    with pytest.raises(DataError, match="two rows run together.*final newline") as caught:
+        make_dataset(tmp_path, text, delimiter=delimiter)
+    assert f"{tmp_path / 'list.txt'}, line 2" in str(caught.value) and "'b.png" in str(caught.value)
