@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ppq2l.data.list_dataset import MultiLabelImageDataset, check_class_num
+from ppq2l.data.list_dataset import MultiLabelImageDataset, check_class_num, check_image_root
 from ppq2l.data.transforms import Compose
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.registry import DATASETS
@@ -23,6 +23,7 @@ class CocoDataset(MultiLabelImageDataset):
                  transform_ops: list[dict] | Compose | None, class_num: int,
                  skip_empty: bool = False, skip_bad_images: bool = False) -> None:
         class_num = check_class_num(class_num)
+        check_image_root(image_root)
         coco = load_coco_annotations(anno_path)
         categories = len(coco.getCatIds())
         if categories != class_num:

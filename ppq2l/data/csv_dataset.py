@@ -80,4 +80,4 @@ class CsvDataset(MultiLabelImageDataset):
         self.image_root, self.csv_path = str(image_root), str(csv_path)
         super().__init__([os.path.join(self.image_root, name) for name in relative], labels,
                          [f"line {number} of {csv_path}" for number in numbers], transform_ops,
-                         skip_bad_images)
+                         skip_bad_images, image_root=image_root)
