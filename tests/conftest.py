@@ -28,7 +28,7 @@ def tiny_overrides(root: Path, output_dir: Path) -> list[str]:
     """Overrides that point the demo config at a tiny dataset and make every step small and fast."""
     overrides = [f"Global.output_dir={output_dir}", "Global.device=cpu", "Global.epochs=2",
                  "Global.eval_interval=1", "Global.print_batch_step=1",
-                 f"Infer.PostProcess.class_id_map_file={root / f'{root.name}_labels.txt'}",
+                 f"Infer.PostProcess.class_id_map_file={root / 'labels.txt'}",
                  "Arch.hidden_dim=32", "Arch.dim_feedforward=64", "Arch.nheads=2",
                  "Arch.backbone.channels=[8,16,32,64]"]
     for split, name in (("Train", "train"), ("Eval", "val")):

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ppq2l.data.list_dataset import MultiLabelImageDataset, check_class_num
+from ppq2l.data.list_dataset import MultiLabelImageDataset, check_class_num, check_image_root
 from ppq2l.data.transforms import Compose
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.registry import DATASETS
@@ -23,13 +23,16 @@ class CocoDataset(MultiLabelImageDataset):
                  transform_ops: list[dict] | Compose | None, class_num: int,
                  skip_empty: bool = False, skip_bad_images: bool = False) -> None:
         class_num = check_class_num(class_num)
+        check_image_root(image_root)
         coco = load_coco_annotations(anno_path)
         categories = len(coco.getCatIds())
         if categories != class_num:
             raise ConfigError(f"{anno_path} has {categories} categories but class_num is {class_num}")
-        samples, _, _ = multilabel_samples(coco, image_root, skip_empty)
+        found = multilabel_samples(coco, image_root, skip_empty)
+        samples = found.samples
         if not samples:
-            raise DataError(f"{anno_path}: none of its images exist under {image_root}")
+            raise DataError(f"{anno_path}: no image can be used from image_root {image_root}: "
+                            f"{found.skip_reasons()}")
         self.image_root, self.anno_path = str(image_root), str(anno_path)
         super().__init__([os.path.join(self.image_root, name) for name, _ in samples],
                          np.array([label for _, label in samples], dtype=np.uint8),

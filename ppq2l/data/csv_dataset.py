@@ -9,6 +9,7 @@ A first row whose first cell is `path` or `image` is a header and is skipped.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ppq2l.data.label_map import read_label_map
 from ppq2l.data.list_dataset import LABEL_VALUES, MultiLabelImageDataset, check_class_num
+from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose
 from ppq2l.errors import DataError
 from ppq2l.registry import DATASETS
@@ -33,7 +35,8 @@ def read_csv_labels(csv_path: str | os.PathLike, class_num: int,
         raise DataError(f"csv_path {path} does not exist")
     index = {name: position for position, name in enumerate(class_names or [])}
     paths, rows, numbers = [], [], []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    # newline="": the csv module handles line ends itself (quoted cells may hold them)
+    with io.StringIO(read_utf8_text(path, "csv_path"), newline="") as handle:
         for number, cells in enumerate(csv.reader(handle), start=1):
             cells = [cell.strip() for cell in cells]
             if not cells or not any(cells):
@@ -77,4 +80,4 @@ class CsvDataset(MultiLabelImageDataset):
         self.image_root, self.csv_path = str(image_root), str(csv_path)
         super().__init__([os.path.join(self.image_root, name) for name in relative], labels,
                          [f"line {number} of {csv_path}" for number in numbers], transform_ops,
-                         skip_bad_images)
+                         skip_bad_images, image_root=image_root)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ppq2l.data.dataloader import build_dataset
+from ppq2l.data.list_dataset import MissingImagesError
 from ppq2l.data.transforms import decode_to_bgr
 from ppq2l.errors import DataError
 
@@ -17,6 +18,9 @@ def check_split(dataset_cfg: dict, class_num: int, where: str) -> dict[str, Any]
     """The report of one dataset section: `problems` (messages) and label statistics."""
     try:
         dataset = build_dataset(dataset_cfg, class_num, where)
+    except MissingImagesError as error:  # every one of them, not only the error's first few
+        return {"where": where, "problems": [f"missing image {item}" for item in error.missing],
+                "num_images": 0}
     except DataError as error:  # e.g. a row with the wrong number of labels, named by line
         return {"where": where, "problems": [str(error)], "num_images": 0}
     problems = []

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ppq2l.errors import ConfigError, DataError
+from ppq2l.utils.atomic_write import write_text_atomic
 
 # Bump whenever the drawing changes, so that a stamped dataset on disk is regenerated.
 FORMAT_VERSION = 3
@@ -298,8 +299,27 @@ def read_generation_stamp(root: str | os.PathLike) -> dict[str, Any] | None:
     return stamp if isinstance(stamp, dict) else {}
 
 
+def _first_image_id(split: str) -> int:
+    return 1 if split == "train" else VAL_IMAGE_ID_OFFSET + 1
+
+
+def image_file_names(split: str, count: int) -> list[str]:
+    """The names of the `count` image files the generator writes into `split`'s folder."""
+    return [f"{_first_image_id(split) + index:012d}.jpg" for index in range(count)]
+
+
+def _names_in_stamp(stamp: dict[str, Any], split: str) -> set[str]:
+    """The image names the generation recorded in `stamp` wrote (or began to write) for `split`;
+    none when the stamp is unreadable, so nothing is taken for the generator's own."""
+    count = stamp.get(f"num_{split}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < VAL_IMAGE_ID_OFFSET:
+        return set()
+    return set(image_file_names(split, count))
+
+
 def is_up_to_date(root: str | os.PathLike, **parameters: Any) -> bool:
-    """Whether `root` holds a complete dataset generated with these parameters."""
+    """Whether `root` holds a complete dataset generated with these parameters (other files the
+    user put beside the images do not matter)."""
     root = Path(root)
     expected = {**generation_parameters(**parameters), "complete": True}
     if read_generation_stamp(root) != expected:
@@ -308,50 +328,61 @@ def is_up_to_date(root: str | os.PathLike, **parameters: Any) -> bool:
     for split, directory in SPLIT_DIRS.items():
         if not (root / "annotations" / f"instances_{directory}.json").is_file():
             return False
-        if not (root / directory).is_dir():
-            return False
-        images = sum(1 for entry in os.scandir(root / directory) if entry.name.endswith(".jpg"))
-        if images != counts[split]:
+        if not all((root / directory / name).is_file()
+                   for name in image_file_names(split, counts[split])):
             return False
     return True
 
 
-def _prepare_root(root: Path) -> None:
-    """Create `root` or clear an earlier generation's images; refuse a folder of other data."""
+def _prepare_root(root: Path, parameters: dict[str, Any]) -> None:
+    """Create `root`, or remove the images an earlier generation (named by its stamp) wrote there;
+    refuse a folder of other data, and files of others where the new images would go."""
     if root.exists() and not root.is_dir():
         raise DataError(f"dataset root {root} exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
-    if read_generation_stamp(root) is None:
+    stamp = read_generation_stamp(root)
+    if stamp is None:
         if any(root.iterdir()):
             raise DataError(f"dataset root {root} is not empty and has no {STAMP_NAME}, so it is "
                             "not a demo dataset this generator wrote; choose a new or empty folder")
         return
-    # Stale images from a larger earlier run would otherwise linger next to the new ones.
-    for directory in SPLIT_DIRS.values():
-        if (root / directory).is_dir():
-            for path in (root / directory).glob("*.jpg"):
-                path.unlink()
+    ours, foreign = {}, []
+    for split, directory in SPLIT_DIRS.items():
+        ours[directory] = _names_in_stamp(stamp, split)
+        foreign += [root / directory / name
+                    for name in image_file_names(split, parameters[f"num_{split}"])
+                    if name not in ours[directory] and (root / directory / name).exists()]
+    if foreign:
+        shown = ", ".join(str(path) for path in foreign[:3])
+        raise DataError(f"{len(foreign)} file(s) that {root / STAMP_NAME} does not list as written "
+                        f"by this generator lie where it would write its images ({shown}"
+                        f"{' ...' if len(foreign) > 3 else ''}); move them away or choose another "
+                        "--root")
+    # Only the earlier run's own images go (a larger run's would linger next to the new ones);
+    # anything else in the folders is the user's and stays.
+    for directory, names in ours.items():
+        for name in names:
+            (root / directory / name).unlink(missing_ok=True)
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(content, handle, separators=(",", ":"))
+    write_text_atomic(path, json.dumps(content, separators=(",", ":")))
 
 
 def _write_split(root: Path, split: str, count: int, seed: int,
                  image_size_range: tuple[int, int]) -> dict[str, Any]:
     directory = SPLIT_DIRS[split]
     (root / directory).mkdir(exist_ok=True)
-    first_id = 1 if split == "train" else VAL_IMAGE_ID_OFFSET + 1
+    first_id = _first_image_id(split)
     images, annotations = [], []
-    for index in range(count):
+    for index, file_name in enumerate(image_file_names(split, count)):
         image_id = first_id + index
         pixels, objects = render_demo_image(seed, split, index, image_size_range)
-        file_name = f"{image_id:012d}.jpg"
         encoded, data = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR),
                                      [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not encoded:
             raise DataError(f"could not encode {file_name} as JPEG")
+        # a plain write: the stamp says "complete": false until every image is written
         (root / directory / file_name).write_bytes(data.tobytes())
         images.append({"id": image_id, "file_name": file_name, "width": int(pixels.shape[1]),
                        "height": int(pixels.shape[0]), "license": 1})
@@ -382,7 +413,7 @@ def generate_demo_dataset(root: str | os.PathLike, num_train: int = 2000, num_va
     """Write the COCO-format demo dataset under `root`; return per-split image and object counts."""
     root = Path(root)
     parameters = generation_parameters(num_train, num_val, seed, image_size_range)
-    _prepare_root(root)
+    _prepare_root(root, parameters)
     # Stamped before writing, so an interrupted run is still recognised as this generator's output.
     _write_json(root / STAMP_NAME, {**parameters, "complete": False})
     (root / "annotations").mkdir(exist_ok=True)

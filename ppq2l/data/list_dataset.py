@@ -3,17 +3,22 @@ file format `relative/path.jpg<TAB>0,1,0,...`, validated row by row when the dat
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose, build_transforms
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS
+from ppq2l.utils.logger import get_logger
 
 LABEL_VALUES = {"0": 0, "1": 1}
+SHOWN_MISSING = 5  # missing images named in an error or warning; the count covers the rest
 
 
 def as_compose(transform_ops: list[dict] | Compose | None, where: str = "transform_ops") -> Compose:
@@ -33,21 +38,87 @@ def check_class_num(class_num: Any) -> int:
     return class_num
 
 
+class MissingImagesError(DataError):
+    """Listed image files that do not exist; `missing` holds every one as 'path (source)'."""
+
+    def __init__(self, message: str, missing: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+
+
+def check_image_root(image_root: str | os.PathLike) -> str:
+    """`image_root` as a string, or a DataError when it is not an existing folder ('' is the
+    current folder, as os.path.join makes it)."""
+    if not os.path.isdir(os.fspath(image_root) or "."):
+        what = "is a file, not a folder" if os.path.exists(image_root) else "does not exist"
+        raise DataError(f"image_root {image_root} {what}; set image_root to the folder that the "
+                        "listed image paths are relative to")
+    return os.fspath(image_root)
+
+
+def find_missing_files(paths: Sequence[str]) -> list[int]:
+    """Positions of the `paths` that are not existing files (one os.stat each)."""
+    missing = []
+    for position, path in enumerate(paths):
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                missing.append(position)
+        except OSError:  # not found, or a folder on the way cannot be searched
+            missing.append(position)
+    return missing
+
+
+def _shown(items: Sequence[str]) -> str:
+    more = len(items) - SHOWN_MISSING
+    return ", ".join(items[:SHOWN_MISSING]) + (f" and {more} more" if more > 0 else "")
+
+
 class MultiLabelImageDataset(Dataset):
     """Images with multi-hot labels: `get(index, rng)` reads and transforms one image and returns
-    `(image float32 [3, H, W], labels float32 [C])`. Subclasses only parse their annotation format."""
+    `(image float32 [3, H, W], labels float32 [C])`. Subclasses only parse their annotation format.
+    With `image_root` given, it must be a folder and every listed file must exist (checked here,
+    not hours later in a loader worker); `skip_bad_images` leaves the missing ones out, with a
+    warning."""
 
     def __init__(self, image_paths: Sequence[str], labels: np.ndarray, sources: Sequence[str],
-                 transform_ops: list[dict] | Compose | None, skip_bad_images: bool = False) -> None:
+                 transform_ops: list[dict] | Compose | None, skip_bad_images: bool = False,
+                 image_root: str | os.PathLike | None = None) -> None:
         if not len(image_paths):
             raise DataError(f"no samples in {sources or 'the annotations'}")
+        if not isinstance(skip_bad_images, bool):
+            raise ConfigError(f"skip_bad_images must be true or false, got {skip_bad_images!r}")
+        self.skip_bad_images = skip_bad_images  # True: an undecodable image yields None (dropped)
         self.image_paths = list(image_paths)
         self.labels = np.asarray(labels, dtype=np.uint8)
         self.sources = list(sources)  # where each sample is described, for error messages
         self.transforms = as_compose(transform_ops)
-        if not isinstance(skip_bad_images, bool):
-            raise ConfigError(f"skip_bad_images must be true or false, got {skip_bad_images!r}")
-        self.skip_bad_images = skip_bad_images  # True: an undecodable image yields None (dropped)
+        if image_root is not None:
+            check_image_root(image_root)
+            self._handle_missing(find_missing_files(self.image_paths), os.fspath(image_root))
+
+    def _handle_missing(self, missing: list[int], image_root: str) -> None:
+        """Refuse the dataset when listed files are missing, or drop them with `skip_bad_images`."""
+        if not missing:
+            return
+        described = [f"{self.image_paths[i]} ({self.sources[i]})" for i in missing]
+        total = len(self.image_paths)
+        if len(missing) == total:
+            raise MissingImagesError(
+                f"none of the {total} listed images exists under image_root {image_root} (first: "
+                f"{described[0]}); is image_root the folder the listed paths are relative to?",
+                described)
+        if not self.skip_bad_images:
+            raise MissingImagesError(
+                f"{len(missing)} of {total} listed images do not exist: {_shown(described)}; "
+                "restore them or remove their rows (tools/check_dataset.py lists them all), or "
+                "set skip_bad_images: True (training only) to leave them out", described)
+        get_logger().warning("skip_bad_images: leaving out %d of %d listed images that do not "
+                             "exist: %s", len(missing), total, _shown(described))
+        keep = np.ones(total, dtype=bool)
+        keep[missing] = False
+        self.image_paths = [path for path, kept in zip(self.image_paths, keep) if kept]
+        self.sources = [source for source, kept in zip(self.sources, keep) if kept]
+        self.labels = self.labels[keep]
 
     @property
     def class_num(self) -> int:
@@ -81,6 +152,15 @@ class MultiLabelImageDataset(Dataset):
         return self.get(index)
 
 
+def _runs_together(image: str, delimiter: str, class_num: int) -> bool:
+    """Whether the path part of a row holds a TAB, or the delimiter followed by `class_num` labels
+    (the row before it without its newline); a space delimiter alone may be part of a name."""
+    if "\t" in image:
+        return True
+    labels = r"\s*[01](?:\s*,\s*[01]){%d}" % (class_num - 1)
+    return re.search(re.escape(delimiter) + labels, image) is not None
+
+
 def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
                     delimiter: str = "\t") -> tuple[list[str], np.ndarray, list[int]]:
     """Parse a list file of `path<delimiter>0,1,...` rows into (paths, labels uint8 [N, C],
@@ -89,10 +169,7 @@ def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
     if not path.is_file():
         raise DataError(f"cls_label_path {path} does not exist (expected a list file with rows "
                         f"'relative/path.jpg{delimiter!r}0,1,0,...')")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read list file {path}: {error}") from error
+    text = read_utf8_text(path, "list file")
     paths, rows, numbers = [], [], []
     for number, line in enumerate(text.split("\n"), start=1):
         row = line.strip()
@@ -104,6 +181,10 @@ def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
         if not found or not image.strip():
             raise DataError(f"{where}: expected 'image_path{delimiter}labels' separated by "
                             f"{delimiter!r}, got {row!r}")
+        if _runs_together(image, delimiter, class_num):
+            raise DataError(f"{where}: the image path {image.strip()!r} holds a TAB or a label "
+                            "list: two rows run together on one line, as when list files are "
+                            "concatenated and one lacks its final newline; add that newline")
         values = [value.strip() for value in label_text.split(",")]
         if len(values) != class_num:
             raise DataError(f"{where}: {len(values)} labels, expected class_num={class_num} "
@@ -136,4 +217,4 @@ class MultiLabelListDataset(MultiLabelImageDataset):
         self.image_root, self.cls_label_path = str(image_root), str(cls_label_path)
         sources = [f"line {number} of {cls_label_path}" for number in numbers]
         super().__init__([os.path.join(self.image_root, name) for name in relative], labels, sources,
-                         transform_ops, skip_bad_images)
+                         transform_ops, skip_bad_images, image_root=image_root)

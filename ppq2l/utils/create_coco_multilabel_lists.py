@@ -3,7 +3,8 @@
 Usage (from the repository root):
     python ppq2l/utils/create_coco_multilabel_lists.py --dataset_dir dataset/COCO2017 \
         --image_dir val2017 --anno_path annotations/instances_val2017.json \
-        --save_name multilabel_val_list [--output_dir DIR] [--save_label_name] [--skip_empty]
+        --save_name multilabel_val_list [--output_dir DIR] [--save_label_name]
+        [--label_file_name labels.txt] [--skip_empty]
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import os
 import posixpath
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 if __package__ in (None, ""):
     # Run as a plain script: make the checkout's `ppq2l` importable without an install.
@@ -24,12 +25,15 @@ if __package__ in (None, ""):
 from tqdm import tqdm  # noqa: E402
 
 from ppq2l.cli import run_cli  # noqa: E402
-from ppq2l.errors import DataError  # noqa: E402
+from ppq2l.errors import ConfigError, DataError  # noqa: E402
+from ppq2l.utils.atomic_write import prepare_output_dir, write_text_atomic  # noqa: E402
 from ppq2l.utils.logger import get_logger  # noqa: E402
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO
 
+DEFAULT_LABEL_FILE = "labels.txt"
+SHOWN_EXAMPLES = 3  # skipped images named in a warning or an error
 REQUIRED_KEYS = {
     "images": ("id", "file_name"),
     "annotations": ("id", "image_id", "category_id"),
@@ -116,16 +120,31 @@ def _list_path_prefix(image_dir: str) -> str:
     return "" if prefix == "." else prefix
 
 
+class CocoSamples(NamedTuple):
+    """What `multilabel_samples` found: the samples and the images it left out, by reason."""
+
+    samples: list[tuple[str, list[int]]]  # (file_name, multi-hot label) per kept image
+    missing: list[str]  # "image id N (path)" per image whose file does not exist
+    negative_size: list[str]  # the same for images with a negative width or height
+    empty: int  # images without annotations (kept as all-zero rows unless skip_empty)
+
+    def skip_reasons(self) -> str:
+        """The skipped images in words: count and first examples per reason."""
+        return "; ".join(f"{len(items)} {reason} (e.g. {', '.join(items[:SHOWN_EXAMPLES])})"
+                         for reason, items in (("file(s) not found", self.missing),
+                                               ("with a negative size", self.negative_size))
+                         if items) or "none skipped"
+
+
 def multilabel_samples(coco: COCO, image_root: str | os.PathLike,
-                       skip_empty: bool = False) -> tuple[list[tuple[str, list[int]]], int, int]:
+                       skip_empty: bool = False) -> CocoSamples:
     """`(file_name, multi-hot label)` per image in image-id order, classes in `coco.getCatIds()`
-    order, plus the counts of images skipped (missing file, negative size) and without
-    annotations. The list converter and `CocoDataset` both read COCO through this function."""
-    logger = get_logger()
+    order, and the images left out (missing file, negative size; one warning per reason). The
+    list converter and `CocoDataset` both read COCO through this function."""
     category_ids = coco.getCatIds()
     class_index = {category_id: index for index, category_id in enumerate(category_ids)}
-    samples: list[tuple[str, list[int]]] = []
-    skipped = empty = 0
+    found = CocoSamples([], [], [], 0)
+    empty = 0
     for image_id in tqdm(sorted(coco.getImgIds()), desc="images", unit="img"):
         image = coco.imgs[image_id]
         file_name = image["file_name"]
@@ -134,14 +153,11 @@ def multilabel_samples(coco: COCO, image_root: str | os.PathLike,
                             "line break, which the list format cannot hold")
         image_path = os.path.join(image_root, file_name)
         if not os.path.exists(image_path):
-            logger.warning(f"Skipping image id {image_id}: file not found: {image_path}")
-            skipped += 1
+            found.missing.append(f"image id {image_id} ({image_path})")
             continue
         if _has_negative_size(image):
-            logger.warning(f"Skipping image id {image_id} ({file_name}): negative size in the "
-                           f"annotation file (width {image.get('width')}, "
-                           f"height {image.get('height')})")
-            skipped += 1
+            found.negative_size.append(f"image id {image_id} ({file_name}: width "
+                                       f"{image.get('width')}, height {image.get('height')})")
             continue
         # imgToAnns, not getAnnIds+loadAnns: the latter mixes up annotations that share an id.
         annotations = coco.imgToAnns.get(image_id, [])
@@ -152,19 +168,46 @@ def multilabel_samples(coco: COCO, image_root: str | os.PathLike,
         label = [0] * len(category_ids)
         for annotation in annotations:
             label[class_index[annotation["category_id"]]] = 1
-        samples.append((file_name, label))
-    return samples, skipped, empty
+        found.samples.append((file_name, label))
+    logger = get_logger()
+    for items, reason in ((found.missing, "whose file is not found"),
+                          (found.negative_size, "with a negative size in the annotation file")):
+        if items:
+            logger.warning(f"Skipping {len(items)} image(s) {reason}: "
+                           f"{', '.join(items[:SHOWN_EXAMPLES])}"
+                           f"{' ...' if len(items) > SHOWN_EXAMPLES else ''}")
+    return found._replace(empty=empty)
+
+
+def _check_label_file_name(name: str, list_name: str) -> None:
+    if not name or os.path.basename(name) != name or name in (".", ".."):
+        raise ConfigError(f"--label_file_name must be a file name inside --output_dir, such as "
+                          f"labels.txt, got {name!r}")
+    if name == list_name:
+        raise ConfigError(f"--label_file_name {name} is also the list file's name (--save_name); "
+                          "choose another name for one of them")
+
+
+def _label_lines(coco: COCO) -> list[str]:
+    lines = []
+    for index, category_id in enumerate(coco.getCatIds()):
+        name = str(coco.cats[category_id]["name"])
+        if not name.strip() or any(character in name for character in "\r\n"):
+            raise DataError(f"category id {category_id}: name {name!r} is empty or has a "
+                            "line break, which the label file cannot hold")
+        lines.append(f"{index} {name}")
+    return lines
 
 
 def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
                            anno_path: str | os.PathLike, save_name: str | None = None,
                            output_dir: str | os.PathLike | None = None,
-                           save_label_name: bool = False,
-                           skip_empty: bool = False) -> dict[str, Any]:
-    """Write `<output_dir>/<save_name>.txt` (and the label-name file if asked); return the summary.
-
-    `image_dir` and `anno_path` are relative to `dataset_dir`; `output_dir` defaults to it.
-    """
+                           save_label_name: bool = False, skip_empty: bool = False,
+                           label_file_name: str | None = None) -> dict[str, Any]:
+    """Write `<output_dir>/<save_name>.txt` and, with `save_label_name` or `label_file_name`, the
+    class names (`<output_dir>/labels.txt` by default); return the summary. `image_dir` and
+    `anno_path` are relative to `dataset_dir`; `output_dir` defaults to it. Nothing is written
+    when no image can be listed."""
     logger = get_logger()
     dataset_dir = str(dataset_dir)
     if not os.path.isdir(dataset_dir):
@@ -174,51 +217,54 @@ def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
     if not os.path.isdir(image_root):
         raise DataError(f"image_dir not found: {image_root} (--image_dir is relative to "
                         "--dataset_dir)")
-    coco = load_coco_annotations(full_anno_path)
     if save_name is None:
         save_name = os.path.splitext(os.path.basename(str(anno_path)))[0]
-    output_dir = dataset_dir if output_dir is None else str(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
+    if label_file_name is not None or save_label_name:
+        label_file_name = DEFAULT_LABEL_FILE if label_file_name is None else label_file_name
+        _check_label_file_name(label_file_name, save_name + ".txt")
+    coco = load_coco_annotations(full_anno_path)
+    # checked before the scan, which takes minutes on a full COCO split
+    output_dir = prepare_output_dir(dataset_dir if output_dir is None else output_dir,
+                                    "--output_dir")
 
     category_ids = coco.getCatIds()
     prefix = _list_path_prefix(image_dir)
     logger.info(f"Converting {full_anno_path} ({len(category_ids)} classes)")
-    samples, skipped, empty = multilabel_samples(coco, image_root, skip_empty)
+    found = multilabel_samples(coco, image_root, skip_empty)
+    if not found.samples:
+        left_out = f"; {found.empty} without annotations left out (--skip_empty)" \
+            if skip_empty and found.empty else ""
+        raise DataError(f"no image of {full_anno_path} can be listed from {image_root}: "
+                        f"{len(coco.getImgIds())} images in the annotation file, "
+                        f"{found.skip_reasons()}{left_out}; nothing was written")
     rows = []
-    for file_name, label in samples:
+    for file_name, label in found.samples:
         row_path = posixpath.join(prefix, file_name) if prefix else file_name
         rows.append(f"{row_path}\t{','.join(map(str, label))}")
+    label_lines = _label_lines(coco) if label_file_name is not None else None
 
     list_path = os.path.join(output_dir, save_name + ".txt")
     _write_lines(list_path, rows)
-
     label_path = None
-    if save_label_name:
-        label_path = os.path.join(output_dir,
-                                  os.path.basename(os.path.abspath(dataset_dir)) + "_labels.txt")
-        names = []
-        for index, category_id in enumerate(category_ids):
-            name = str(coco.cats[category_id]["name"])
-            if not name.strip() or any(character in name for character in "\r\n"):
-                raise DataError(f"category id {category_id}: name {name!r} is empty or has a "
-                                "line break, which the label file cannot hold")
-            names.append(f"{index} {name}")
-        _write_lines(label_path, names)
+    if label_lines is not None:
+        label_path = os.path.join(output_dir, label_file_name)
+        _write_lines(label_path, label_lines)
 
+    skipped = len(found.missing) + len(found.negative_size)
     summary = {"list_path": list_path, "label_path": label_path, "num_written": len(rows),
-               "num_skipped": skipped, "num_empty": empty, "num_classes": len(category_ids)}
+               "num_skipped": skipped, "num_empty": found.empty,
+               "num_classes": len(category_ids)}
     empty_fate = "left out (--skip_empty)" if skip_empty else "kept as all-zero rows"
-    logger.info(f"Wrote {len(rows)} images to {list_path}; skipped {skipped}; {empty} without "
-                f"annotations {empty_fate}; {len(category_ids)} classes")
+    logger.info(f"Wrote {len(rows)} images to {list_path}; skipped {skipped}; {found.empty} "
+                f"without annotations {empty_fate}; {len(category_ids)} classes")
     if label_path is not None:
         logger.info(f"Wrote {len(category_ids)} class names to {label_path}")
     return summary
 
 
 def _write_lines(path: str, lines: list[str]) -> None:
-    # No trailing newline and no newline translation: PaddleClas's lists look exactly like this.
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write("\n".join(lines))
+    # A final newline, so that `cat a.txt b.txt` gives one row per line.
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -235,8 +281,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", default=None,
                         help="where the files are written; --dataset_dir if not given")
     parser.add_argument("--save_label_name", action="store_true",
-                        help="also write <output_dir>/<dataset_dir name>_labels.txt "
-                             "('<index> <name>' per line)")
+                        help=f"also write <output_dir>/{DEFAULT_LABEL_FILE} ('<index> <name>' "
+                             "per line, the class order of the list's label columns)")
+    parser.add_argument("--label_file_name", default=None,
+                        help=f"name of that class-name file instead of {DEFAULT_LABEL_FILE} "
+                             "(implies --save_label_name)")
     parser.add_argument("--skip_empty", action="store_true",
                         help="leave out images without annotations instead of all-zero rows")
     return parser.parse_args(argv)
@@ -246,7 +295,8 @@ def _convert(argv: Sequence[str] | None) -> None:
     args = parse_args(argv)
     create_multilabel_list(args.dataset_dir, args.image_dir, args.anno_path,
                            save_name=args.save_name, output_dir=args.output_dir,
-                           save_label_name=args.save_label_name, skip_empty=args.skip_empty)
+                           save_label_name=args.save_label_name, skip_empty=args.skip_empty,
+                           label_file_name=args.label_file_name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def test_coco_dataset_matches_the_list_file(tiny_demo_root, listed):
 
 def test_csv_dataset_in_both_layouts_matches_the_list_file(tiny_demo_root, listed, tmp_path):
     reference, ops = listed
-    label_file = tiny_demo_root / f"{tiny_demo_root.name}_labels.txt"
+    label_file = tiny_demo_root / "labels.txt"
     names = read_label_map(label_file, 12)
     relative = [os.path.relpath(path, tiny_demo_root) for path in reference.image_paths]
     by_name = ["path,labels"] + [f"{path},{';'.join(n for n, v in zip(names, row) if v)}"
@@ -114,3 +114,33 @@ def test_training_counts_the_skipped_images_in_the_epoch_record(tiny_demo_root, 
     record = json.loads((tmp_path / "output" / "metrics.jsonl").read_text())
     assert record["skipped_images"] == 5 and record["step"] == 3
     assert "5 bad images skipped" in (tmp_path / "output" / "train.log").read_text()
+
+
+def test_csv_and_coco_datasets_check_their_images_when_built(tiny_demo_root, listed, tmp_path):
+    _, ops = listed
+    zeros = ",0" * 12
+    (tmp_path / "gone.csv").write_text(f"path\ntrain2017/000000000001.jpg{zeros}\nnope/x.jpg{zeros}\n")
+    with pytest.raises(DataError, match=r"1 of 2 listed images do not exist: .*nope/x.jpg "
+                                        r"\(line 3 of .*gone.csv\)"):
+        CsvDataset(tiny_demo_root, tmp_path / "gone.csv", ops, 12)
+    with pytest.raises(DataError, match=f"image_root {tmp_path / 'absent'} does not exist"):
+        CocoDataset(tmp_path / "absent", tiny_demo_root / "annotations" / "instances_train2017.json",
+                    ops, class_num=12)
+
+
+def test_check_dataset_lists_every_missing_image(tiny_demo_root, tmp_path, capsys):
+    rows = (tiny_demo_root / "multilabel_val_list.txt").read_text().splitlines()
+    names = [row.split("\t")[0] for row in rows]
+    missing = names[:7]
+    for name in names[7:]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes((tiny_demo_root / name).read_bytes())
+    argv = ["-c", str(DEMO_CONFIG), "-o", f"DataLoader.Train.dataset.image_root={tiny_demo_root}",
+            "-o", f"DataLoader.Train.dataset.cls_label_path={tiny_demo_root / 'multilabel_train_list.txt'}",
+            "-o", f"DataLoader.Eval.dataset.image_root={tmp_path}",
+            "-o", f"DataLoader.Eval.dataset.cls_label_path={tiny_demo_root / 'multilabel_val_list.txt'}"]
+    assert run_cli(check_dataset.main, argv) == 2
+    out = capsys.readouterr()
+    for number, name in enumerate(missing, start=1):
+        assert f"  - missing image {tmp_path / name} (line {number} of " in out.out
+    assert "7 problem(s) found" in out.err

@@ -209,3 +209,28 @@ def test_tool_runs_from_any_folder_without_pythonpath(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "circle" in result.stdout
     assert (tmp_path / "demo" / "annotations" / "instances_val2017.json").is_file()
+
+
+def test_regenerating_keeps_the_users_files_and_removes_only_its_own(tmp_path):
+    root = tmp_path / "demo"
+    generate_demo_dataset(root, num_train=4, num_val=2)
+    (root / "train2017" / "my_photo.jpg").write_bytes(b"mine")
+    (root / "val2017" / "notes.txt").write_text("mine")
+    generate_demo_dataset(root, num_train=2, num_val=2, seed=1)
+    assert sorted(path.name for path in (root / "train2017").iterdir()) == [
+        "000000000001.jpg", "000000000002.jpg", "my_photo.jpg"]
+    assert (root / "train2017" / "my_photo.jpg").read_bytes() == b"mine"
+    assert (root / "val2017" / "notes.txt").read_text() == "mine"
+    assert is_up_to_date(root, num_train=2, num_val=2, seed=1)  # the user's files do not count
+
+
+def test_a_foreign_file_where_an_image_would_go_is_refused_untouched(tmp_path):
+    root = tmp_path / "demo"
+    generate_demo_dataset(root, num_train=2, num_val=1)
+    foreign = root / "train2017" / "000000000003.jpg"
+    foreign.write_bytes(b"mine")
+    with pytest.raises(DataError, match=r"1 file\(s\) that .*generation.json does not list as "
+                                        r"written by this generator.*000000000003.jpg"):
+        generate_demo_dataset(root, num_train=3, num_val=1)
+    assert foreign.read_bytes() == b"mine"
+    assert (root / "train2017" / "000000000002.jpg").is_file()  # nothing removed before the refusal

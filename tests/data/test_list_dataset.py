@@ -74,14 +74,63 @@ def test_missing_or_empty_list_file(tmp_path):
         make_dataset(tmp_path, "a.png\t1\n", class_num=0)
 
 
-def test_missing_image_names_the_file_and_the_list_line(tmp_path):
+def test_missing_images_are_found_when_the_dataset_is_built(tmp_path):
     write_images(tmp_path, ["a.png"])
-    dataset = make_dataset(tmp_path, "a.png\t1,0,0\nmissing.png\t0,1,0\n")
+    rows = "a.png\t1,0,0\n" + "".join(f"gone{number}.png\t0,1,0\n" for number in range(7))
+    with pytest.raises(DataError) as caught:
+        make_dataset(tmp_path, rows)
+    text = str(caught.value)
+    assert text.startswith("7 of 8 listed images do not exist: ")
+    assert f"{tmp_path / 'gone0.png'} (line 2 of {tmp_path / 'list.txt'})" in text
+    assert f"gone4.png (line 6 of" in text and "gone5.png" not in text and "and 2 more" in text
+    assert caught.value.missing[-1].startswith(str(tmp_path / "gone6.png"))
+
+
+def test_a_folder_listed_as_an_image_counts_as_missing(tmp_path):
+    write_images(tmp_path, ["a.png"])
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(DataError, match=r"1 of 2 listed images do not exist: .*folder.png \(line 2"):
+        make_dataset(tmp_path, "a.png\t1,0,0\nfolder.png\t0,1,0\n")
+
+
+def test_missing_or_wrong_image_root_is_named(tmp_path):
+    write_list(tmp_path / "list.txt", "a.png\t1,0,0\n")
+    with pytest.raises(DataError, match=f"image_root {tmp_path / 'nope'} does not exist; set "
+                                        "image_root to the folder"):
+        MultiLabelListDataset(tmp_path / "nope", tmp_path / "list.txt", OPS, 3)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(DataError, match=r"none of the 1 listed images exists under image_root "
+                                        f"{tmp_path / 'sub'} .*is image_root the folder"):
+        MultiLabelListDataset(tmp_path / "sub", tmp_path / "list.txt", OPS, 3)
+
+
+def test_skip_bad_images_leaves_missing_images_out_with_a_warning(tmp_path, caplog):
+    import logging
+    write_images(tmp_path, ["a.png", "c.png"])
+    logger = logging.getLogger("ppq2l")
+    logger.addHandler(caplog.handler)  # the project logger does not propagate
+    try:
+        dataset = make_dataset(tmp_path, "a.png\t1,0,0\nb.png\t0,1,0\nc.png\t0,0,1\n",
+                               skip_bad_images=True)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert dataset.image_paths == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
+    assert dataset.labels.tolist() == [[1, 0, 0], [0, 0, 1]] and len(dataset.sources) == 2
+    assert dataset[1][1].tolist() == [0, 0, 1]
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "leaving out 1 of 3 listed images" in warnings[0]
+    assert f"b.png (line 2 of {tmp_path / 'list.txt'})" in warnings[0]
+
+
+def test_image_removed_after_the_check_names_the_file_and_the_list_line(tmp_path):
+    write_images(tmp_path, ["a.png", "later.png"])
+    dataset = make_dataset(tmp_path, "a.png\t1,0,0\nlater.png\t0,1,0\n")
+    (tmp_path / "later.png").unlink()
     dataset[0]
     with pytest.raises(DataError) as caught:
         dataset[1]
     text = str(caught.value)
-    assert str(tmp_path / "missing.png") in text and f"line 2 of {tmp_path / 'list.txt'}" in text
+    assert str(tmp_path / "later.png") in text and f"line 2 of {tmp_path / 'list.txt'}" in text
 
 
 def test_undecodable_image_names_the_file_and_the_list_line(tmp_path):
@@ -98,3 +147,13 @@ def test_transform_ops_errors_and_requirements(tmp_path):
         MultiLabelListDataset(tmp_path, write_list(tmp_path / "l.txt", "a.png\t1\n"), [], 1)
     with pytest.raises(ConfigError, match=r"transform_ops\.0: unknown transform"):
         MultiLabelListDataset(tmp_path, tmp_path / "l.txt", [{"Decode": None}], 1)
+
+
+@pytest.mark.parametrize("text,delimiter", [
+    ("a.png\t1,0,1\nb.png\t0,0,1c.png\t1,1,0\n", "\t"),  # `cat` of a list without final newline
+    ("a.png 1,0,1\nb.png 0,0,1c.png 1,1,0\n", " "),
+])
+def test_two_rows_run_together_are_refused_with_the_likely_cause(tmp_path, text, delimiter):
+    with pytest.raises(DataError, match="two rows run together.*final newline") as caught:
+        make_dataset(tmp_path, text, delimiter=delimiter)
+    assert f"{tmp_path / 'list.txt'}, line 2" in str(caught.value) and "'b.png" in str(caught.value)

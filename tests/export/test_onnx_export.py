@@ -82,7 +82,7 @@ def test_metadata_describes_preprocessing_labels_and_thresholds(exported_q2l, ti
     model = onnx.load(str(folder / "inference" / "model.onnx"))
     properties = {entry.key: entry.value for entry in model.metadata_props}
     metadata = metadata_from_properties(properties, "model.onnx")
-    labels = (tiny_demo_root / f"{tiny_demo_root.name}_labels.txt").read_text().split("\n")
+    labels = (tiny_demo_root / "labels.txt").read_text().split("\n")
     assert metadata["label_names"] == [line.partition(" ")[2] for line in labels if line.strip()]
     assert metadata["class_num"] == 12 and metadata["input_size"] == [64, 64]
     assert metadata["threshold"] == 0.5

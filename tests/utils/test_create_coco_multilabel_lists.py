@@ -39,12 +39,13 @@ ANNOTATIONS = [
     {"id": 7, "image_id": 8, "category_id": 1, "iscrowd": 0},
     {"id": 8, "image_id": 30, "category_id": 7, "iscrowd": 0},
 ]
-# Sorted by image id (5, 17, 42, 63); 8 (no file) and 30 (negative width) skipped; no final newline.
+# Sorted by image id (5, 17, 42, 63); 8 (no file) and 30 (negative width) skipped; every line,
+# the last one too, ends with a newline.
 EXPECTED_LIST = ("val2017/a.jpg\t1,1,0,0\n"
                  "val2017/empty.jpg\t0,0,0,0\n"
                  "val2017/b.jpg\t0,0,1,1\n"
-                 "val2017/c.jpg\t0,0,1,0")
-EXPECTED_LABELS = "0 train\n1 person\n2 toothbrush\n3 traffic light"
+                 "val2017/c.jpg\t0,0,1,0\n")
+EXPECTED_LABELS = "0 train\n1 person\n2 toothbrush\n3 traffic light\n"
 
 
 def write_coco(root: Path, content) -> Path:
@@ -80,7 +81,7 @@ def test_list_is_byte_exact_and_summary_counts(coco_root, ppq2l_log):
     assert list_path.read_bytes() == EXPECTED_LIST.encode()
     assert summary == {"list_path": str(list_path), "label_path": None, "num_written": 4,
                        "num_skipped": 2, "num_empty": 1, "num_classes": 4}
-    assert not list(coco_root.glob("*_labels.txt"))
+    assert not (coco_root / "labels.txt").exists()
     warnings = [record.getMessage() for record in ppq2l_log.records
                 if record.levelno == logging.WARNING]
     assert len(warnings) == 2
@@ -89,11 +90,11 @@ def test_list_is_byte_exact_and_summary_counts(coco_root, ppq2l_log):
 
 
 def test_label_file_indices_match_list_columns(coco_root):
-    # A trailing slash must not change the label file's name (basename of the dataset folder).
+    # labels.txt whatever the dataset folder is called, so a config can name it in advance
     summary = create_multilabel_list(str(coco_root) + os.sep, "val2017", ANNO,
                                      save_name="multilabel_val_list", save_label_name=True)
-    label_path = coco_root / "COCO2017_labels.txt"
-    assert summary["label_path"] == os.path.join(str(coco_root) + os.sep, "COCO2017_labels.txt")
+    label_path = coco_root / "labels.txt"
+    assert summary["label_path"] == str(label_path)
     assert label_path.read_bytes() == EXPECTED_LABELS.encode()
     assert read_label_map(label_path, class_num=4) == ["train", "person", "toothbrush",
                                                       "traffic light"]
@@ -105,7 +106,7 @@ def test_output_dir_is_created_and_used_with_default_save_name(coco_root, tmp_pa
                                      save_label_name=True)
     assert summary["list_path"] == str(output_dir / "instances_val2017.txt")
     assert (output_dir / "instances_val2017.txt").read_text(encoding="utf-8") == EXPECTED_LIST
-    assert (output_dir / "COCO2017_labels.txt").read_text(encoding="utf-8") == EXPECTED_LABELS
+    assert (output_dir / "labels.txt").read_text(encoding="utf-8") == EXPECTED_LABELS
     assert not list(coco_root.glob("*.txt"))
 
 
@@ -113,7 +114,7 @@ def test_skip_empty_through_main(coco_root, tmp_path):
     status = main(["--dataset_dir", str(coco_root), "--image_dir", "val2017", "--anno_path", ANNO,
                    "--save_name", "kept", "--output_dir", str(tmp_path), "--skip_empty"])
     assert status == 0
-    expected = "val2017/a.jpg\t1,1,0,0\nval2017/b.jpg\t0,0,1,1\nval2017/c.jpg\t0,0,1,0"
+    expected = "val2017/a.jpg\t1,1,0,0\nval2017/b.jpg\t0,0,1,1\nval2017/c.jpg\t0,0,1,0\n"
     assert (tmp_path / "kept.txt").read_text(encoding="utf-8") == expected
 
 
@@ -179,7 +180,7 @@ def test_runs_as_plain_script_from_repo_root(coco_root):
         cwd=REPO, env=environment, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert (coco_root / "multilabel_val_list.txt").read_bytes() == EXPECTED_LIST.encode()
-    assert (coco_root / "COCO2017_labels.txt").read_bytes() == EXPECTED_LABELS.encode()
+    assert (coco_root / "labels.txt").read_bytes() == EXPECTED_LABELS.encode()
     assert "Wrote 4 images" in result.stderr  # the log goes to stderr
 
 
@@ -196,3 +197,64 @@ def test_training_modules_import_without_pycocotools(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "needs pycocotools" in result.stdout and "pip install pycocotools" in result.stdout
+
+
+def test_concatenated_lists_keep_one_row_per_line(coco_root, tmp_path):
+    from ppq2l.data.list_dataset import read_label_list
+    create_multilabel_list(coco_root, "val2017", ANNO, save_name="first")
+    create_multilabel_list(coco_root, "val2017", ANNO, save_name="second", skip_empty=True)
+    merged = tmp_path / "all.txt"
+    merged.write_bytes((coco_root / "first.txt").read_bytes() + (coco_root / "second.txt").read_bytes())
+    paths, _, _ = read_label_list(merged, class_num=4)
+    assert paths[3:5] == ["val2017/c.jpg", "val2017/a.jpg"] and len(paths) == 7
+
+
+def test_no_image_found_is_an_error_and_writes_nothing(coco_root, capsys):
+    for image in (coco_root / "val2017").iterdir():
+        if image.name != "negative.jpg":  # skipped for its size instead
+            image.unlink()
+    status = main(["--dataset_dir", str(coco_root), "--image_dir", "val2017", "--anno_path", ANNO,
+                   "--save_name", "out", "--save_label_name"])
+    stderr = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in stderr
+    assert (f"error: no image of {coco_root / ANNO} can be listed from {coco_root / 'val2017'}: "
+            "6 images in the annotation file, 5 file(s) not found (e.g. image id 5 (") in stderr
+    assert "1 with a negative size (e.g. image id 30" in stderr and "nothing was written" in stderr
+    assert not (coco_root / "out.txt").exists() and not (coco_root / "labels.txt").exists()
+
+
+def test_skip_empty_leaving_nothing_says_so(tmp_path):
+    root = tmp_path / "only_empty"
+    (root / "val2017").mkdir(parents=True)
+    cv2.imwrite(str(root / "val2017" / "e.jpg"), np.zeros((4, 4, 3), np.uint8))
+    write_coco(root, {"images": [{"id": 1, "file_name": "e.jpg"}], "annotations": [],
+                      "categories": CATEGORIES})
+    with pytest.raises(DataError, match=r"none skipped; 1 without annotations left out \(--skip_empty\)"):
+        create_multilabel_list(root, "val2017", ANNO, skip_empty=True)
+
+
+def test_output_dir_that_is_a_file_is_refused_before_the_scan(coco_root, tmp_path, capsys):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    status = main(["--dataset_dir", str(coco_root), "--image_dir", "val2017", "--anno_path", ANNO,
+                   "--output_dir", str(taken)])
+    stderr = capsys.readouterr().err
+    assert status == 2 and f"error: --output_dir: {taken} is a file, not a folder" in stderr
+    assert taken.read_text() == "mine"
+
+
+def test_label_file_name_chooses_the_name_and_implies_writing_it(coco_root):
+    summary = create_multilabel_list(coco_root, "val2017", ANNO, save_name="val",
+                                     label_file_name="coco_names.txt")
+    assert summary["label_path"] == str(coco_root / "coco_names.txt")
+    assert (coco_root / "coco_names.txt").read_text(encoding="utf-8") == EXPECTED_LABELS
+
+
+@pytest.mark.parametrize("name,message", [("val.txt", "also the list file's name"),
+                                          ("sub/labels.txt", "a file name inside --output_dir"),
+                                          ("", "a file name inside --output_dir")])
+def test_label_file_name_that_would_clash_or_escape_is_refused(coco_root, name, message):
+    from ppq2l.errors import ConfigError
+    with pytest.raises(ConfigError, match=message):
+        create_multilabel_list(coco_root, "val2017", ANNO, save_name="val", label_file_name=name)
+    assert not (coco_root / "val.txt").exists()
