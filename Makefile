@@ -28,7 +28,7 @@ demo-data: venv
 		--save_name multilabel_val_list
 
 demo: demo-data
-	$(PY) tools/train.py -c $(DEMO_CONFIG)
+	$(PY) tools/train.py -c $(DEMO_CONFIG) -o Global.overwrite=True  # make demo re-runs replace the last demo run
 	$(PY) tools/eval.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth
 	$(PY) tools/export_model.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth
 	$(PY) deploy/python/predict_multilabel.py -c deploy/configs/inference_multilabel.yaml \
