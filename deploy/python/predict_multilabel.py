@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))  # the package's transforms and postprocess, from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from onnx_predictor import OnnxMultiLabelPredictor  # noqa: E402
+sys.path.insert(0, str(REPO_ROOT))  # the package's torch-free parts, from a checkout
 
 from ppq2l.cli import run_cli  # noqa: E402
 from ppq2l.config import apply_override, read_yaml  # noqa: E402
 from ppq2l.data.image_files import collect_image_files  # noqa: E402
+from ppq2l.export.onnx_runtime import OnnxMultiLabelPredictor  # noqa: E402
 from ppq2l.postprocess.records import write_records  # noqa: E402
 from ppq2l.errors import ConfigError  # noqa: E402
 from ppq2l.utils.atomic_write import prepare_output_file  # noqa: E402

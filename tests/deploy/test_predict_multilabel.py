@@ -137,7 +137,7 @@ def test_scores_match_torch_infer_tool(deployed, tmp_path):
 
 @pytest.mark.parametrize("name", ["large.jpg", "large.png"])
 def test_preprocessing_equals_eval_transforms(deployed, name):
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_t")
+    from ppq2l.export import onnx_runtime as predictor_module
     predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"])
     config = get_config(DEMO_CONFIG, deployed["overrides"])
     eval_ops = build_transforms(config["DataLoader"]["Eval"]["dataset"]["transform_ops"])
@@ -149,7 +149,7 @@ def test_preprocessing_equals_eval_transforms(deployed, name):
 
 
 def test_yaml_preprocessing_override_is_used(deployed):
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_o")
+    from ppq2l.export import onnx_runtime as predictor_module
     ops = [{"DecodeImage": {"to_rgb": False}}, {"ResizeImage": {"size": 64}},
            {"NormalizeImage": {"order": ""}}, {"ToCHWImage": None}]
     predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"], transform_ops=ops)
@@ -158,7 +158,7 @@ def test_yaml_preprocessing_override_is_used(deployed):
 
 
 def test_gpu_request_without_gpu_still_predicts(deployed):
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_g")
+    from ppq2l.export import onnx_runtime as predictor_module
     predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"], use_gpu=True,
                                                          use_tensorrt=True)
     assert "CPUExecutionProvider" in predictor.providers
@@ -198,7 +198,7 @@ def test_unknown_deploy_key_is_rejected(deployed):
 
 def test_non_finite_scores_get_error_records_not_empty_predictions(deployed):
     """Thresholding NaN gives an empty prediction that looks valid; it must be an error record."""
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_n")
+    from ppq2l.export import onnx_runtime as predictor_module
     predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"])
     scores = np.full((3, 12), 0.9, np.float32)
     scores[0, 4], scores[2, 0] = np.nan, np.inf

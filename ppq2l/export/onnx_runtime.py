@@ -1,6 +1,6 @@
 """An onnxruntime predictor for models exported by tools/export_model.py. It reads the
 preprocessing, label names and thresholds from the model's own metadata and reuses the package's
-numpy transforms and postprocess, so nothing here needs torch."""
+numpy transforms and postprocess, so nothing here needs torch (the deploy predictor imports it)."""
 from __future__ import annotations
 
 import logging
