@@ -243,7 +243,12 @@ class Predictor:
         # names from a label file in the settings win; otherwise the backend's own names are used
         names = None if settings.get("class_id_map_file") else backend.label_names
         extra = {"label_names": names} if names is not None else {}
-        self.postprocess = build_postprocess(settings, where, **extra)
+        try:
+            self.postprocess = build_postprocess(settings, where, **extra)
+        except DataError as error:
+            # the label file: a checkpoint's config names it relative to the folder training ran in
+            raise DataError(f"{where} of {backend.source}: {error} (relative paths are read from "
+                            f"{Path.cwd()}; give postprocess= with the file's path)") from None
         self.timer = StageTimer()
         self._warned_non_finite = False
 

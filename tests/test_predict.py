@@ -142,6 +142,19 @@ def test_threshold_and_postprocess_options_replace_the_backends(files, caplog):
     assert any("postprocess replaces" in message for message in caplog.messages)
 
 
+def test_a_missing_label_file_names_the_setting_and_the_folder_it_is_read_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    backend = Backend(run=FakeModel(), preprocess=OPS, source="run/best_model.pth",
+                      postprocess={**DEFAULT_POSTPROCESS, "class_id_map_file": "data/labels.txt"},
+                      postprocess_where="Infer.PostProcess")
+    with pytest.raises(DataError, match=f"Infer.PostProcess of run/best_model.pth: .*data/labels.txt"
+                                        f".*relative paths are read from {tmp_path}"):
+        Predictor.from_backend(backend)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "labels.txt").write_text("".join(f"{i} n{i}\n" for i in range(5)))
+    assert Predictor.from_backend(backend).postprocess.label_names == [f"n{i}" for i in range(5)]
+
+
 def test_preprocessing_that_does_not_fit_the_model_is_a_config_error(files):
     backend = Backend(run=FakeModel(), preprocess=OPS, postprocess=dict(DEFAULT_POSTPROCESS),
                       input_size=[16, 16])
