@@ -7,24 +7,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))  # the package's transforms and postprocess, from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from onnx_predictor import OnnxMultiLabelPredictor  # noqa: E402
+sys.path.insert(0, str(REPO_ROOT))  # the package (torch-free parts), from a checkout
 
 from ppq2l.cli import run_cli  # noqa: E402
 from ppq2l.config import apply_override, read_yaml  # noqa: E402
 from ppq2l.data.image_files import collect_image_files  # noqa: E402
-from ppq2l.postprocess.records import write_records  # noqa: E402
 from ppq2l.errors import ConfigError  # noqa: E402
+from ppq2l.export.onnx_runtime import onnx_backend  # noqa: E402
+from ppq2l.postprocess.records import write_records  # noqa: E402
+from ppq2l.predict import Predictor, exit_status, failure_summary  # noqa: E402
 from ppq2l.utils.atomic_write import prepare_output_file  # noqa: E402
+from ppq2l.utils.logger import get_logger  # noqa: E402
 
 GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
     "infer_imgs": (str,), "inference_model_dir": (str,), "batch_size": (int,), "use_gpu": (bool,),
@@ -36,18 +35,6 @@ GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 1, "use_gpu": False, "use_tenso
                                    "benchmark": False}
 SECTIONS = ("Global", "PreProcess", "PostProcess")
 NO_TORCH_STATUS = 3
-
-
-def deploy_logger() -> logging.Logger:
-    """A logger on stderr, so stdout carries only the JSON records."""
-    logger = logging.getLogger("ppq2l.deploy")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
 
 
 def load_deploy_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
@@ -97,36 +84,35 @@ def override_sections(config: dict) -> tuple[list[dict] | None, dict | None]:
 def run(config: dict) -> list[dict]:
     """Predict every file of Global.infer_imgs; print the records (and the benchmark)."""
     settings = config["Global"]
-    logger = deploy_logger()
+    logger = get_logger()
     ops, postprocess = override_sections(config)
     # checked before the model is loaded, so a bad path does not cost the whole run
     save_path = (prepare_output_file(settings["save_path"], "Global.save_path")
                  if settings["save_path"] is not None else None)
-    predictor = OnnxMultiLabelPredictor(
-        settings["inference_model_dir"], use_gpu=settings["use_gpu"],
-        use_tensorrt=settings["use_tensorrt"], use_fp16=settings["use_fp16"],
-        cpu_num_threads=settings["cpu_num_threads"], transform_ops=ops, postprocess=postprocess,
-        logger=logger)
-    logger.info("model %s on %s", predictor.model_path, ", ".join(predictor.providers))
+    backend = onnx_backend(settings["inference_model_dir"], use_gpu=settings["use_gpu"],
+                           use_tensorrt=settings["use_tensorrt"], use_fp16=settings["use_fp16"],
+                           cpu_num_threads=settings["cpu_num_threads"], logger=logger)
+    predictor = Predictor.from_backend(backend, batch_size=settings["batch_size"],
+                                       transform_ops=ops, postprocess=postprocess, logger=logger,
+                                       option_names=("PreProcess.transform_ops", "PostProcess"))
+    logger.info("model %s on %s", backend.source, backend.device)
     files = collect_image_files(settings["infer_imgs"], "Global.infer_imgs")
-    batch_size = settings["batch_size"]
     if settings["benchmark"]:
-        predictor.warm_up(files, batch_size)
-    records = predictor.predict_files(files, batch_size)
+        predictor.warm_up(files)
+    records = predictor(files)
     for record in records:
         print(json.dumps(record))
     if save_path is not None:
         write_records(records, save_path)
     if settings["benchmark"]:
         timing = predictor.timer.per_image_ms()
-        print(f"benchmark ({predictor.timer.images} images, batch {batch_size}, "
-              f"{', '.join(predictor.providers)}): "
+        print(f"benchmark ({predictor.timer.images} images, batch {settings['batch_size']}, "
+              f"{backend.device}): "
               + ", ".join(f"{stage} {value:.3f} ms/image" for stage, value in timing.items()),
               file=sys.stderr)
-    failed = [record["file_name"] for record in records if "error" in record]
-    if failed:
-        logger.warning("%d of %d files have no prediction (see their error records): %s",
-                       len(failed), len(records), ", ".join(failed))
+    summary = failure_summary(records)
+    if summary:
+        print(summary, file=sys.stderr)
     return records
 
 
@@ -153,9 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.check_no_torch and "torch" in sys.modules:
         print("error: torch was imported by the deploy predictor", file=sys.stderr)
         return NO_TORCH_STATUS
-    if status == 0 and any("error" in record for record in outcome["records"]):
-        return 1
-    return status
+    return exit_status(outcome["records"]) if status == 0 else status
 
 
 if __name__ == "__main__":

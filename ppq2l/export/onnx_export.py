@@ -2,7 +2,6 @@
 onnxruntime against torch on the same random inputs."""
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import os
@@ -20,16 +19,16 @@ from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError
 from ppq2l.export.metadata import attach_metadata, build_metadata, write_inference_yml
 from ppq2l.export.staging import PromotionError, staged_export
 from ppq2l.postprocess import build_postprocess
+from ppq2l.predict import ONNX_FILE, config_postprocess, inference_transforms
 from ppq2l.utils.atomic_write import atomic_output, prepare_output_dir
 
 OPSET_VERSION = 17
 INPUT_NAME, OUTPUT_NAME = "images", "scores"
-MODEL_FILE, DESCRIPTION_FILE = "model.onnx", "inference.yml"
+MODEL_FILE, DESCRIPTION_FILE = ONNX_FILE, "inference.yml"
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # half precision keeps about three significant digits
 EXPORT_BATCH = 2  # not 1, so the trace cannot specialise anything to a single image
 CHECK_BATCHES = (1, 4)
-DEFAULT_POSTPROCESS = {"name": "MultiLabelThreshOutput", "threshold": 0.5}
 
 
 class SigmoidScores(nn.Module):
@@ -41,18 +40,6 @@ class SigmoidScores(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return torch.sigmoid(self.model(images))
-
-
-def inference_transforms(config: dict) -> list[dict]:
-    """The preprocessing of inference: Infer.transforms, else DataLoader.Eval's transform_ops."""
-    ops = (config.get("Infer") or {}).get("transforms")
-    if ops:
-        return copy.deepcopy(ops)
-    ops = (((config.get("DataLoader") or {}).get("Eval") or {}).get("dataset") or {}).get("transform_ops")
-    if ops:
-        return copy.deepcopy(ops)
-    raise ConfigError("the preprocessing is unknown: set Infer.transforms (or "
-                      "DataLoader.Eval.dataset.transform_ops) in the config")
 
 
 def preprocess_output_size(ops: list[dict], where: str) -> tuple[int, int] | None:
@@ -67,19 +54,19 @@ def preprocess_output_size(ops: list[dict], where: str) -> tuple[int, int] | Non
 
 
 def resolve_input_size(config: dict, ops: list[dict], dynamic_spatial: bool,
-                       logger: logging.Logger | None = None) -> list[int]:
+                       logger: logging.Logger | None = None, where: str = "transform_ops") -> list[int]:
     """[height, width] of the export input: the preprocessing's output size when it is fixed,
     else Global.image_shape (which then only shapes the trace of a dynamic-size export)."""
     image_shape = config["Global"].get("image_shape")
     if not isinstance(image_shape, list) or len(image_shape) != 3:
         raise ConfigError(f"Global.image_shape must be [channels, height, width], got {image_shape!r}")
     from_shape = [int(image_shape[1]), int(image_shape[2])]
-    fixed = preprocess_output_size(ops, "Infer.transforms")
+    fixed = preprocess_output_size(ops, where)
     if fixed is None:
         if not dynamic_spatial:
-            raise ConfigError("the inference transforms give images of varying size (resize_short "
-                              "without CropImage); add a fixed-size ResizeImage/CropImage or set "
-                              "Global.export_dynamic_spatial=True")
+            raise ConfigError(f"{where} gives images of varying size (resize_short without "
+                              f"CropImage); add a fixed-size ResizeImage/CropImage or set "
+                              f"Global.export_dynamic_spatial=True")
         return from_shape
     if list(fixed) != from_shape and logger is not None:
         logger.warning("Global.image_shape says %s but the inference transforms give %s; the "
@@ -89,7 +76,7 @@ def resolve_input_size(config: dict, ops: list[dict], dynamic_spatial: bool,
 
 def resolve_postprocess(config: dict, class_num: int) -> tuple[dict, list[str] | None]:
     """The postprocess config to embed (without file paths) and the label names it reads."""
-    settings = copy.deepcopy((config.get("Infer") or {}).get("PostProcess") or DEFAULT_POSTPROCESS)
+    settings = config_postprocess(config)
     postprocess = build_postprocess(settings, "Infer.PostProcess")
     postprocess.thresholds_for(class_num)  # a per-class list of the wrong length fails here
     names = postprocess.label_names
@@ -209,8 +196,8 @@ def export_from_config(config: dict) -> dict[str, Any]:
         raise ConfigError("Global.export_fp16=True exports in half precision on a GPU, and no CUDA "
                           "device is in use here (Global.device); float16 export on the CPU is not "
                           "supported: export in float32 (Global.export_fp16=False)")
-    ops = inference_transforms(config)
-    input_size = resolve_input_size(config, ops, dynamic_spatial, context.logger)
+    ops, where = inference_transforms(config, context.logger)
+    input_size = resolve_input_size(config, ops, dynamic_spatial, context.logger, where)
     postprocess, label_names = resolve_postprocess(config, context.class_num)
     metadata = build_metadata(arch=str(config["Arch"]["name"]), class_num=context.class_num,
                               input_size=input_size, preprocess=ops, postprocess=postprocess,

@@ -1,6 +1,6 @@
-"""The torch-free deploy predictor: bad files get error records, scores match tools/infer.py,
-preprocessing is the Eval pipeline, and a wrong model is a clear error."""
-import importlib.util
+"""The torch-free deploy predictor and the Python API on an exported model: bad files get error
+records, scores match the checkpoint's, the preprocessing is the Eval pipeline's to the bit, and
+a wrong model is a clear error. The tools run as subprocesses, as a user runs them."""
 import json
 import os
 import subprocess
@@ -11,7 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import DEMO_CONFIG, REPO, tiny_overrides
+import ppq2l
+from conftest import DEMO_CONFIG, REPO, run_tool, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.data.transforms import build_transforms
@@ -20,14 +21,6 @@ from ppq2l.engine.checkpoint import save_checkpoint
 SCRIPT = REPO / "deploy" / "python" / "predict_multilabel.py"
 DEPLOY_CONFIG = REPO / "deploy" / "configs" / "inference_multilabel.yaml"
 BAD_FILES = ("empty.jpg", "notes.txt", "truncated.jpg")
-
-
-def load_module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def as_argv(overrides):
@@ -39,14 +32,13 @@ def deployed(tiny_demo_root, tmp_path_factory):
     """An exported tiny Query2Label, its torch config, and a folder of good and bad inputs."""
     folder = tmp_path_factory.mktemp("deploy")
     overrides = tiny_overrides(tiny_demo_root, folder / "output") + [
-        "Infer.transforms.ResizeImage.size=64", "Global.image_shape=[3, 64, 64]",
-        f"Global.save_inference_dir={folder / 'inference'}"]
+        "Global.image_shape=[3, 64, 64]", f"Global.save_inference_dir={folder / 'inference'}"]
     config = get_config(DEMO_CONFIG, overrides)
-    checkpoint = folder / "weights.pth"
-    save_checkpoint({"model": build_model(config["Arch"]).state_dict()}, checkpoint)
+    checkpoint = folder / "best_model.pth"  # as the trainer writes it: weights and config
+    save_checkpoint({"model": build_model(config["Arch"]).state_dict(), "config": config}, checkpoint)
     overrides.append(f"Global.pretrained_model={checkpoint}")
-    load_module(REPO / "tools" / "export_model.py", "tool_export").main(
-        ["-c", str(DEMO_CONFIG), *as_argv(overrides)])
+    result = run_tool("tools/export_model.py", "-c", DEMO_CONFIG, *as_argv(overrides))
+    assert result.returncode == 0, result.stderr[-3000:]
 
     images = folder / "images"
     images.mkdir()
@@ -67,7 +59,7 @@ def deployed(tiny_demo_root, tmp_path_factory):
     (images / "notes.txt").write_text("not an image", encoding="utf-8")
     jpeg = (images / "large.jpg").read_bytes()
     (images / "truncated.jpg").write_bytes(jpeg[:len(jpeg) // 2])
-    return {"folder": folder, "images": images, "overrides": overrides,
+    return {"folder": folder, "images": images, "config": config, "checkpoint": checkpoint,
             "model_dir": folder / "inference"}
 
 
@@ -112,58 +104,96 @@ def test_good_folder_exits_zero_and_saves_jsonl(deployed, tmp_path):
     assert "inference" in result.stderr and "ms/image" in result.stderr
 
 
-def test_scores_match_torch_infer_tool(deployed, tmp_path):
-    predict = load_module(SCRIPT, "deploy_predict")
-    config = predict.load_deploy_config(DEPLOY_CONFIG, [
-        f"Global.infer_imgs={deployed['images']}", f"Global.inference_model_dir={deployed['model_dir']}",
-        "Global.batch_size=4", "PostProcess={name: MultiLabelThreshOutput, threshold: 0.0}"])
-    deploy_records = predict.run(config)
-    infer = load_module(REPO / "tools" / "infer.py", "tool_infer")
-    torch_records = infer.main(["-c", str(DEMO_CONFIG), *as_argv(deployed["overrides"] + [
-        f"Infer.infer_imgs={deployed['images']}", "Infer.PostProcess.threshold=0.0",
-        f"Global.output_dir={tmp_path}"])])
-    assert [r["file_name"] for r in deploy_records] == [r["file_name"] for r in torch_records]
+def test_export_and_checkpoint_give_the_same_records(deployed):
+    """The same images through the API twice: onnxruntime on the export, torch on the checkpoint
+    alone (its stored config gives the model, preprocessing and label names)."""
+    exported = ppq2l.Predictor(deployed["model_dir"], batch_size=4, threshold=0.0)(deployed["images"])
+    checkpoint = ppq2l.Predictor(deployed["checkpoint"], batch_size=3, threshold=0.0, device="cpu")
+    from_torch = checkpoint([deployed["images"]])
+    assert [r["file_name"] for r in exported] == [r["file_name"] for r in from_torch]
     compared = 0
-    for ours, theirs in zip(deploy_records, torch_records):
+    for ours, theirs in zip(exported, from_torch):
         assert ("error" in ours) == ("error" in theirs)
         if "error" in ours:
             continue
         assert ours["class_ids"] == theirs["class_ids"] == list(range(12))
-        assert ours["label_names"] == theirs["label_names"]
+        assert ours["label_names"] == theirs["label_names"] and len(ours["label_names"]) == 12
         assert np.abs(np.subtract(ours["scores"], theirs["scores"])).max() <= 1e-4
         compared += 1
     assert compared == 10
 
 
-@pytest.mark.parametrize("name", ["large.jpg", "large.png"])
-def test_preprocessing_equals_eval_transforms(deployed, name):
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_t")
-    predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"])
-    config = get_config(DEMO_CONFIG, deployed["overrides"])
-    eval_ops = build_transforms(config["DataLoader"]["Eval"]["dataset"]["transform_ops"])
-    path = deployed["images"] / name
-    expected = eval_ops(path.read_bytes())
-    actual = predictor.preprocess(path)
-    assert actual.shape == (3, 64, 64) and actual.dtype == np.float32
-    assert np.array_equal(actual, expected)
+def eval_batch(deployed, tmp_path, names, normalize_on_device):
+    """What evaluation feeds the model for `names`: the Eval DataLoader of the config on a list
+    file of those images, finished by `to_model_input` as the evaluator does."""
+    from ppq2l.data import build_dataloader
+    from ppq2l.data.device_normalize import to_model_input
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{name}\t{','.join(['0'] * 12)}\n" for name in names))
+    section = json.loads(json.dumps(deployed["config"]["DataLoader"]["Eval"]))
+    section["dataset"].update(image_root=str(deployed["images"]), cls_label_path=str(listing))
+    section["sampler"]["batch_size"] = len(names)
+    section["loader"]["normalize_on_device"] = normalize_on_device
+    loader = build_dataloader(section, "Eval", 12)
+    images, _ = next(iter(loader))
+    import torch
+
+    return to_model_input(images, loader, torch.device("cpu")).numpy()
 
 
-def test_yaml_preprocessing_override_is_used(deployed):
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_o")
+@pytest.mark.parametrize("normalize_on_device", [False, True])
+def test_deploy_preprocessing_is_the_eval_preprocessing(deployed, tmp_path, normalize_on_device):
+    """ppq2l's rule: the arrays the exported model gets are the arrays evaluation gives the
+    model, for every kind of image (photo-sized JPEG and PNG, gray, RGBA, 16-bit, CMYK, huge)."""
+    names = ["large.jpg", "large.png", "gray.png", "rgba.png", "deep16.png", "cmyk.jpg", "huge.jpg"]
+    predictor = ppq2l.Predictor(deployed["model_dir"])
+    deploy = np.stack([predictor.preprocess(deployed["images"] / name) for name in names])
+    expected = eval_batch(deployed, tmp_path, names, normalize_on_device)
+    assert deploy.shape == expected.shape == (len(names), 3, 64, 64)
+    assert deploy.dtype == expected.dtype == np.float32
+    assert np.array_equal(deploy, expected)
+
+
+def test_preprocessing_override_replaces_the_models(deployed):
     ops = [{"DecodeImage": {"to_rgb": False}}, {"ResizeImage": {"size": 64}},
            {"NormalizeImage": {"order": ""}}, {"ToCHWImage": None}]
-    predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"], transform_ops=ops)
     path = deployed["images"] / "large.jpg"
+    predictor = ppq2l.Predictor(deployed["model_dir"], transform_ops=ops)
     assert np.array_equal(predictor.preprocess(path), build_transforms(ops)(path.read_bytes()))
+    assert not np.array_equal(predictor.preprocess(path),
+                              ppq2l.Predictor(deployed["model_dir"]).preprocess(path))
 
 
 def test_gpu_request_without_gpu_still_predicts(deployed):
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_g")
-    predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"], use_gpu=True,
-                                                         use_tensorrt=True)
-    assert "CPUExecutionProvider" in predictor.providers
-    records = predictor.predict_files([deployed["images"] / "large.jpg"])
+    predictor = ppq2l.Predictor(deployed["model_dir"] / "model.onnx", use_gpu=True, use_tensorrt=True)
+    assert "CPUExecutionProvider" in predictor.backend.device
+    records = predictor([deployed["images"] / "large.jpg"])
     assert "class_ids" in records[0]
+
+
+def test_python_api_needs_no_torch_for_an_export(deployed):
+    """`import ppq2l` and a Predictor on an export work where importing torch fails."""
+    image = str(deployed["images"] / "large.png")
+    code = ("import json, sys\n"
+            "sys.modules['torch'] = None  # any import of torch now raises ImportError\n"
+            "import cv2, ppq2l\n"
+            f"predictor = ppq2l.Predictor({str(deployed['model_dir'])!r})\n"
+            f"rgb = cv2.imread({image!r})[..., ::-1]\n"
+            f"records = predictor([{image!r}, rgb, {str(deployed['images'] / 'empty.jpg')!r}])\n"
+            "print(json.dumps(records))\n"
+            "print(predictor.scores([rgb]).shape)\n")
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    file_record, array_record, bad_record = json.loads(lines[0])
+    assert array_record["file_name"] == "<array 1>" and file_record["file_name"] == image
+    assert array_record["class_ids"] == file_record["class_ids"]
+    assert array_record["scores"] == file_record["scores"]  # PNG: the same pixels
+    assert "cannot decode" in bad_record["error"]
+    assert lines[1] == "(1, 12)"
 
 
 def test_missing_model_is_a_clear_error(deployed, tmp_path):
@@ -194,15 +224,3 @@ def test_model_without_our_metadata_is_a_clear_error(deployed, tmp_path):
 def test_unknown_deploy_key_is_rejected(deployed):
     result = run_script("-o", "Global.use_gpuu=true")
     assert result.returncode == 2 and "Global.use_gpuu" in result.stderr
-
-
-def test_non_finite_scores_get_error_records_not_empty_predictions(deployed):
-    """Thresholding NaN gives an empty prediction that looks valid; it must be an error record."""
-    predictor_module = load_module(REPO / "deploy" / "python" / "onnx_predictor.py", "onnx_predictor_n")
-    predictor = predictor_module.OnnxMultiLabelPredictor(deployed["model_dir"])
-    scores = np.full((3, 12), 0.9, np.float32)
-    scores[0, 4], scores[2, 0] = np.nan, np.inf
-    records = predictor.postprocess_scores(scores, ["a.jpg", "b.jpg", "c.jpg"])
-    assert [record["file_name"] for record in records] == ["a.jpg", "b.jpg", "c.jpg"]
-    assert "non-finite scores" in records[0]["error"] and "non-finite scores" in records[2]["error"]
-    assert "error" not in records[1] and records[1]["class_ids"] == list(range(12))

@@ -2,6 +2,7 @@
 carries is complete and reads back unchanged."""
 import importlib.util
 import json
+import logging
 
 import numpy as np
 import onnx
@@ -142,11 +143,20 @@ def test_parity_check_fails_on_a_wrong_graph(exported_q2l, tiny_demo_root, tmp_p
         check_parity(other, folder / "inference" / "model.onnx", [64, 64])
 
 
-def test_variable_size_preprocessing_needs_dynamic_export(tiny_demo_root, tmp_path):
+def test_variable_size_preprocessing_needs_dynamic_export(tiny_demo_root, tmp_path, caplog):
+    """The export preprocesses as Eval does: its variable-size resize is refused, and the
+    fixed-size Infer.transforms that differs from it is named in a warning, not used."""
     overrides = export_overrides(tiny_demo_root, tmp_path, [
-        "Infer.transforms.1={ResizeImage: {resize_short: 64}}"])
-    with pytest.raises(ConfigError, match="export_dynamic_spatial"):
-        load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+        "DataLoader.Eval.dataset.transform_ops.1={ResizeImage: {resize_short: 64}}"])
+    logger = logging.getLogger("ppq2l")  # it does not propagate to caplog's root handler
+    logger.addHandler(caplog.handler)
+    try:
+        with pytest.raises(ConfigError, match="DataLoader.Eval.dataset.transform_ops gives images of "
+                                              "varying size.*export_dynamic_spatial"):
+            load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "Infer.transforms differs from DataLoader.Eval.dataset.transform_ops at op 1" in caplog.text
 
 
 def export_over(folder, good, checkpoint_state):

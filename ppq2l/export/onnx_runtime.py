@@ -1,0 +1,119 @@
+"""The onnxruntime backend of `ppq2l.predict` for models exported by tools/export_model.py: a
+session on the asked-for providers with the CPU as fallback, and the preprocessing, label names
+and thresholds read from the model's own metadata. No torch."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from ppq2l.errors import ConfigError
+from ppq2l.export.metadata import metadata_from_properties
+from ppq2l.predict import ONNX_FILE, Backend
+from ppq2l.utils.logger import get_logger
+
+BROKEN_MODEL_ADVICE = "the exported model is broken: re-export it from a good checkpoint"
+CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+# onnxruntime reports failures with its own exception classes, none derived from RuntimeError
+ORT_ERRORS = tuple(getattr(ort_state, name) for name in (
+    "Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoModel", "NoSuchFile",
+    "NotFound", "NotImplemented", "RuntimeException", "EPFail", "EngineError")
+    if hasattr(ort_state, name))
+
+
+def resolve_model_path(model_dir: str | os.PathLike) -> Path:
+    """The ONNX file: `model_dir/model.onnx`, or `model_dir` itself when it is a file."""
+    path = Path(model_dir).expanduser()
+    if path.is_dir() or path.suffix.lower() != ".onnx":
+        path = path / ONNX_FILE
+    if not path.is_file():
+        raise ConfigError(f"inference model not found: {path}; export one with "
+                          f"tools/export_model.py and give its folder (Global.inference_model_dir "
+                          f"of the deploy config)")
+    return path
+
+
+def choose_providers(use_gpu: bool, use_tensorrt: bool, use_fp16: bool,
+                     model_dir: Path, logger: logging.Logger) -> list[Any]:
+    """Execution providers in preference order; CPU always comes last as the fallback."""
+    available = onnxruntime.get_available_providers()
+    providers: list[Any] = []
+    if use_gpu:
+        if use_tensorrt and TENSORRT in available:
+            providers.append((TENSORRT, {"trt_fp16_enable": bool(use_fp16),
+                                         "trt_engine_cache_enable": True,
+                                         "trt_engine_cache_path": str(model_dir / "trt_cache")}))
+        elif use_tensorrt:
+            logger.warning("use_tensorrt is set but this onnxruntime has no TensorRT provider")
+        if CUDA in available:
+            providers.append(CUDA)
+        else:
+            logger.warning("use_gpu is set but this onnxruntime has no CUDA provider (install "
+                           "onnxruntime-gpu); running on the CPU")
+    elif use_tensorrt:
+        logger.warning("use_tensorrt takes effect with use_gpu; running on the CPU")
+    providers.append(CPU)
+    return providers
+
+
+def provider_name(provider: Any) -> str:
+    """The name of a provider given as a name or as (name, options)."""
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
+def create_session(path: Path, providers: list[Any], cpu_num_threads: int | None,
+                   logger: logging.Logger) -> onnxruntime.InferenceSession:
+    """An InferenceSession on `providers`; when a GPU provider cannot start (no device, missing
+    libraries) the CPU is used instead and that is logged."""
+    options = onnxruntime.SessionOptions()
+    if cpu_num_threads:
+        options.intra_op_num_threads = int(cpu_num_threads)
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
+    except ORT_ERRORS as error:
+        if len(providers) == 1:
+            raise ConfigError(f"cannot load {path} with onnxruntime: it is not a valid ONNX model "
+                              f"({str(error)[:300]})") from None
+        logger.warning("the GPU providers failed to start (%s); retrying on the CPU",
+                       str(error)[:300])
+        return create_session(path, [CPU], cpu_num_threads, logger)
+    wanted = [provider_name(provider) for provider in providers if provider_name(provider) != CPU]
+    active = session.get_providers()
+    if wanted and not any(name in active for name in wanted):
+        logger.warning("asked for %s but onnxruntime runs on %s (no usable GPU?)",
+                       ", ".join(wanted), ", ".join(active))
+    return session
+
+
+def onnx_backend(model_dir: str | os.PathLike, *, use_gpu: bool = False,
+                 use_tensorrt: bool = False, use_fp16: bool = False,
+                 cpu_num_threads: int | None = None,
+                 logger: logging.Logger | None = None) -> Backend:
+    """The Backend of an exported model (a folder holding model.onnx, or the file itself)."""
+    logger = logger or get_logger()
+    path = resolve_model_path(model_dir)
+    providers = choose_providers(use_gpu, use_tensorrt, use_fp16, path.parent, logger)
+    session = create_session(path, providers, cpu_num_threads, logger)
+    metadata = metadata_from_properties(session.get_modelmeta().custom_metadata_map, str(path))
+    if use_fp16 and metadata["precision"] != "fp16" and TENSORRT not in session.get_providers():
+        logger.warning("use_fp16 takes effect with TensorRT or a model exported with "
+                       "Global.export_fp16=True; this run computes in float32")
+    model_input = session.get_inputs()[0]
+    input_name, output_name = model_input.name, metadata["output_name"]
+    dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        feed = {input_name: np.ascontiguousarray(batch, dtype=dtype)}
+        return session.run([output_name], feed)[0].astype(np.float32)
+
+    return Backend(run=run, preprocess=metadata["preprocess"], postprocess=metadata["postprocess"],
+                   label_names=metadata["label_names"],
+                   input_size=None if metadata["dynamic_spatial"] else metadata["input_size"],
+                   preprocess_where=f"{path} preprocess", postprocess_where=f"{path} postprocess",
+                   broken_advice=BROKEN_MODEL_ADVICE, device=", ".join(session.get_providers()),
+                   source=str(path))
