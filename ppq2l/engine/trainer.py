@@ -23,8 +23,8 @@ from ppq2l.engine.checkpoint import (check_state_dict, first_nonfinite_tensor, l
                                      save_checkpoint)
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
                                      open_tensorboard, require_section, start_run)
-from ppq2l.engine.resume import (capture_rng_state, changes_to_report, plan_resume,
-                                 restore_optimization, restore_rng_state)
+from ppq2l.engine.training_state import (capture_rng_state, changes_to_report, plan_resume,
+                                         restore_optimization, restore_rng_state)
 from ppq2l.engine.run_folder import release_lock, start_training
 from ppq2l.engine.stop_signals import StopSignals
 from ppq2l.engine.ema import ModelEMA
@@ -121,7 +121,7 @@ class Trainer:
 
     def resume(self, path: str) -> None:
         """Continue from a `latest.pth` written by this trainer; a config that differs from the
-        checkpoint's is applied key by key as `resume.py` describes, and every change is logged."""
+        checkpoint's is applied key by key as `training_state.py` describes, and every change is logged."""
         state = load_checkpoint(path)
         missing = [key for key in ("model", "optimizer", "lr_scheduler", "epoch") if key not in state]
         if missing:
