@@ -19,12 +19,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from ppq2l.data import build_dataloader
 from ppq2l.data.device_normalize import to_model_input
 from ppq2l.config import save_config
-from ppq2l.engine.checkpoint import (check_state_dict, first_nonfinite_tensor, load_checkpoint,
-                                     save_checkpoint)
+from ppq2l.engine.checkpoint import first_nonfinite_tensor, save_checkpoint
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
                                      open_tensorboard, require_section, start_run)
-from ppq2l.engine.training_state import (capture_rng_state, changes_to_report, plan_resume,
-                                         restore_optimization, restore_rng_state)
+from ppq2l.engine.training_state import restore_training_state, training_state
 from ppq2l.engine.run_folder import release_lock, start_training
 from ppq2l.engine.stop_signals import StopSignals
 from ppq2l.engine.ema import ModelEMA
@@ -32,7 +30,7 @@ from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_w
                                       mean_over_ranks)
 from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
 from ppq2l.engine.runtime import Precision
-from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError, RunStopped
+from ppq2l.errors import Ppq2lError, RunStopped
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
@@ -102,70 +100,20 @@ class Trainer:
         return -(-len(self.train_loader) // self.update_freq)
 
     def checkpoint_state(self, epoch: int, epoch_batches: int = 0) -> dict[str, Any]:
-        """Everything needed to continue this run after `epoch` (or, with `epoch_batches` > 0,
-        inside epoch `epoch + 1` after that many of its batches)."""
-        return {
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
-            "optimizer": self.optimizer.state_dict(),
-            "lr_scheduler": self.lr_scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": epoch,
-            "global_step": self.global_step,
-            "epoch_batches": epoch_batches,
-            "skipped_nonfinite": self.skipped_nonfinite,
-            "best": dict(self.best),
-            "rng": capture_rng_state(),
-            "config": self.config,
-        }
+        """The training state after `epoch` (and `epoch_batches` batches of the next one)."""
+        return training_state(self.model, self.ema, self.optimizer, self.lr_scheduler, self.scaler,
+                              epoch=epoch, epoch_batches=epoch_batches, global_step=self.global_step,
+                              skipped_nonfinite=self.skipped_nonfinite, best=self.best,
+                              config=self.config)
 
     def resume(self, path: str) -> None:
-        """Continue from a `latest.pth` written by this trainer; a config that differs from the
-        checkpoint's is applied key by key as `training_state.py` describes, and every change is logged."""
-        state = load_checkpoint(path)
-        missing = [key for key in ("model", "optimizer", "lr_scheduler", "epoch") if key not in state]
-        if missing:
-            raise CheckpointError(f"{path} cannot resume training: it lacks {', '.join(missing)} "
-                                  f"(a best_model.pth holds weights only; resume from latest.pth, or "
-                                  f"pass it as Global.pretrained_model to start from its weights)")
-        plan = plan_resume(state.get("config"), self.config, str(path))
-        warned, quiet = changes_to_report(plan)
-        if warned:
-            self.logger.warning("resuming %s with a config that differs from its own; the new "
-                                "values apply from here: %s", path, plan.describe(warned))
-        if quiet:
-            self.logger.info("resuming with other paths or intervals: %s", plan.describe(quiet))
-        check_state_dict(self.model, state["model"], source=str(path))
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            if state.get("ema") is None:
-                self.logger.warning("%s has no EMA weights; the EMA restarts from the model", path)
-                self.ema = ModelEMA(self.model, self.ema.decay, self.ema.warmup)
-            else:
-                self.ema.load_state_dict(state["ema"])
-        elif state.get("ema") is not None:
-            self.logger.warning("%s has EMA weights but the config has no EMA section: they are "
-                                "dropped", path)
-        self.global_step = int(state.get("global_step", 0))
-        restore_optimization(self.optimizer, self.lr_scheduler, state, plan.rebuild_schedule,
-                             self.global_step, str(path))
-        if plan.rebuild_schedule:
-            self.logger.warning("the optimizer settings and learning-rate schedule of the config "
-                                "apply from step %d (lr now %.3g)", self.global_step, self.current_lr())
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.resume_batches = int(state.get("epoch_batches", 0))
-        if self.start_epoch > self.epochs:
-            raise ConfigError(f"{path} has already trained {state['epoch']} epochs and Global.epochs "
-                              f"is {self.epochs}: nothing left to train. Raise Global.epochs to "
-                              f"train longer")
-        self.skipped_nonfinite = int(state.get("skipped_nonfinite", 0))
-        self.best = dict(state.get("best") or self.best)
-        restore_rng_state(state.get("rng") or {})
-        self.logger.info("resumed from %s: continuing at epoch %d after its batch %d (step %d), "
-                         "best %s = %s", path, self.start_epoch, self.resume_batches,
-                         self.global_step, self.main_key, self.best["value"])
+        """Continue from a `latest.pth` written by this trainer (see training_state.py)."""
+        resumed = restore_training_state(path, self.config, self.model, self.ema, self.optimizer,
+                                         self.lr_scheduler, self.scaler, epochs=self.epochs,
+                                         best=self.best, logger=self.logger)
+        self.ema, self.best = resumed.ema, resumed.best
+        self.start_epoch, self.resume_batches = resumed.start_epoch, resumed.epoch_batches
+        self.global_step, self.skipped_nonfinite = resumed.global_step, resumed.skipped_nonfinite
 
     # ----------------------------------------------------------------------------- training
     def train_one_epoch(self, epoch: int, first_batch: int = 0) -> dict[str, float]:
