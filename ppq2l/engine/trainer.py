@@ -84,8 +84,7 @@ class Trainer:
         ema_config = config.get("EMA")
         self.ema = ModelEMA(self.model, ema_config["decay"], ema_config["warmup"]) if ema_config else None
         self.scaler = self.context.precision.scaler
-        self.start_epoch, self.global_step, self.resume_batches = 1, 0, 0
-        self.skipped_nonfinite = 0
+        self.start_epoch, self.global_step, self.resume_batches, self.skipped_nonfinite = 1, 0, 0, 0
         self.tensorboard = (open_tensorboard(self.context.output_dir)
                             if settings["use_tensorboard"] and is_main_process() else None)
         self.best: dict[str, Any] = {"metric": self.main_key, "value": None, "epoch": None, "source": None}
@@ -93,18 +92,10 @@ class Trainer:
         if settings["checkpoints"]:
             self.resume(settings["checkpoints"])
 
-    # ----------------------------------------------------------------------------- checkpoints
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch: one per `update_freq` micro-batches (a partial group at the
         end of the epoch also steps)."""
         return -(-len(self.train_loader) // self.update_freq)
-
-    def checkpoint_state(self, epoch: int, epoch_batches: int = 0) -> dict[str, Any]:
-        """The training state after `epoch` (and `epoch_batches` batches of the next one)."""
-        return training_state(self.model, self.ema, self.optimizer, self.lr_scheduler, self.scaler,
-                              epoch=epoch, epoch_batches=epoch_batches, global_step=self.global_step,
-                              skipped_nonfinite=self.skipped_nonfinite, best=self.best,
-                              config=self.config)
 
     def resume(self, path: str) -> None:
         """Continue from a `latest.pth` written by this trainer (see training_state.py)."""
@@ -115,7 +106,72 @@ class Trainer:
         self.start_epoch, self.resume_batches = resumed.start_epoch, resumed.epoch_batches
         self.global_step, self.skipped_nonfinite = resumed.global_step, resumed.skipped_nonfinite
 
-    # ----------------------------------------------------------------------------- training
+    # ----------------------------------------------------------------------------- running
+    def train(self) -> dict[str, Any]:
+        """Run the configured epochs; returns the best metric record. Writes `config.yaml` (the
+        config that runs) first; SIGTERM/Ctrl-C stop after writing `latest.pth` (RunStopped)."""
+        settings = self.config["Global"]
+        lock = (start_training(self.context.output_dir, settings["checkpoints"],
+                               bool(settings["overwrite"]), self.logger)
+                if is_main_process() else None)
+        try:
+            with self.stop:
+                return self.run_epochs()
+        finally:
+            release_lock(lock)
+            cleanup()  # leave the process group (torchrun runs) before the interpreter exits
+
+    def run_epochs(self) -> dict[str, Any]:
+        """The epoch loop of `train`."""
+        settings, context = self.config["Global"], self.context
+        if is_main_process():
+            save_config(self.config, context.output_dir / "config.yaml")
+        patience = int(settings["early_stop_patience"] or 0)
+        self.logger.info("training %d epochs of %d batches of %d per process x %d process(es), "
+                         "update every %d batch(es)", self.epochs, len(self.train_loader),
+                         self.train_loader.batch_size or 0, get_world_size(), self.update_freq)
+        epoch = self.start_epoch - 1
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            first_batch, self.resume_batches = self.resume_batches, 0
+            self.train_loader.set_epoch(epoch, first_batch)
+            stats = self.train_one_epoch(epoch, first_batch)
+            memory = f", peak GPU memory {stats['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in stats else ""
+            self.logger.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f img/s, data wait %.0f%%, %.0f s, "
+                             "%d non-finite steps skipped, %d bad images skipped%s", epoch,
+                             self.epochs, stats["loss"], stats["lr"], stats["images_per_second"],
+                             100 * stats["data_wait_fraction"], stats["epoch_seconds"],
+                             stats["skipped_nonfinite"], stats["skipped_images"], memory)
+            record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **stats}
+            due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.epochs
+            if self.eval_loader is not None and due:
+                results = self.evaluate(epoch)
+                record.update({f"{source}_{key}": value for source, values in results.items()
+                               for key, value in values.items() if key != "per_class_AP"})
+            self.save_latest(epoch)
+            if is_main_process():
+                if settings["save_interval"] and epoch % int(settings["save_interval"]) == 0:
+                    save_checkpoint(self.checkpoint_state(epoch), context.output_dir / f"epoch_{epoch}.pth")
+                append_jsonl(context.output_dir / "metrics.jsonl", record)
+                if self.tensorboard is not None:
+                    for key, value in record.items():
+                        if isinstance(value, (int, float)) and key != "epoch":
+                            self.tensorboard.add_scalar(key, value, epoch)
+                    self.tensorboard.flush()
+            signum = self.stop.requested(context.device) if epoch < self.epochs else None
+            if signum:
+                raise RunStopped(f"{LATEST} holds the end of epoch {epoch}; continue with "
+                                 f"-o Global.checkpoints={context.output_dir / LATEST}", signum)
+            if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
+                self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
+                break
+        if self.eval_loader is None:
+            self.save_unevaluated_best(epoch)
+        self.logger.info("done: best %s %s at epoch %s (%s weights)", self.main_key,
+                         "n/a" if self.best["value"] is None else f"{self.best['value']:.2f}",
+                         self.best["epoch"], self.best["source"])
+        return self.best
+
+    # ----------------------------------------------------------------------------- one epoch
     def train_one_epoch(self, epoch: int, first_batch: int = 0) -> dict[str, float]:
         """One pass over the training loader, starting after `first_batch` batches (a resumed
         mid-epoch run); returns the mean loss, last lr, throughput, data-wait fraction and peak
@@ -218,35 +274,11 @@ class Trainer:
             return {}
         return {"mem": f"{torch.cuda.max_memory_allocated(self.context.device) / 2 ** 30:.1f}G"}
 
-    def save_latest(self, epoch: int, epoch_batches: int = 0) -> None:
-        """Rank 0 writes `latest.pth` (atomically); every rank waits until it is on disk. Weights
-        that are no longer finite are never written: the run stops with the last good file."""
-        self.check_finite_weights(f"epoch {epoch + (1 if epoch_batches else 0)}")
-        if is_main_process():
-            save_checkpoint(self.checkpoint_state(epoch, epoch_batches), self.context.output_dir / LATEST,
-                            keep_previous=True)
-        barrier()
-
-    def check_finite_weights(self, when: str) -> None:
-        """DivergedError when the model (or its EMA) holds a NaN or infinite value."""
-        for source, network in [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else []):
-            name = first_nonfinite_tensor(network.state_dict())
-            if name is not None:
-                raise DivergedError(
-                    f"the {source} weights hold NaN or infinite values at {when} (first: {name}); "
-                    f"training stopped and nothing was saved from them: {self.last_good_files()}. "
-                    f"Try a lower Optimizer.lr.learning_rate or Global.clip_grad_norm")
-
-    def last_good_files(self) -> str:
-        """Which checkpoints on disk hold the last good state (for error messages)."""
-        present = [name for name in (LATEST, BEST) if (self.context.output_dir / name).is_file()]
-        return (f"{' and '.join(present)} in {self.context.output_dir} were left as they were"
-                if present else "no checkpoint had been written yet")
-
     def current_lr(self) -> float:
         """The learning rate of the first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"])
 
+    # ----------------------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, epoch: int) -> dict[str, Any]:
         """Evaluate the regular and the EMA weights; save `best_model.pth` if either is the best yet."""
         context, results = self.context, {}
@@ -279,69 +311,37 @@ class Trainer:
                              source, epoch, context.output_dir / BEST)
         return results
 
-    def train(self) -> dict[str, Any]:
-        """Run the configured epochs; returns the best metric record. Writes `config.yaml` (the
-        config that runs) first; SIGTERM/Ctrl-C stop after writing `latest.pth` (RunStopped)."""
-        settings = self.config["Global"]
-        lock = (start_training(self.context.output_dir, settings["checkpoints"],
-                               bool(settings["overwrite"]), self.logger)
-                if is_main_process() else None)
-        try:
-            with self.stop:
-                return self.run_epochs()
-        finally:
-            release_lock(lock)
-            cleanup()  # leave the process group (torchrun runs) before the interpreter exits
-
-    def run_epochs(self) -> dict[str, Any]:
-        """The epoch loop of `train`."""
-        settings, context = self.config["Global"], self.context
+    def save_latest(self, epoch: int, epoch_batches: int = 0) -> None:
+        """Rank 0 writes `latest.pth` (atomically); every rank waits until it is on disk. Weights
+        that are no longer finite are never written: the run stops with the last good file."""
+        self.check_finite_weights(f"epoch {epoch + (1 if epoch_batches else 0)}")
         if is_main_process():
-            save_config(self.config, context.output_dir / "config.yaml")
-        patience = int(settings["early_stop_patience"] or 0)
-        self.logger.info("training %d epochs of %d batches of %d per process x %d process(es), "
-                         "update every %d batch(es)", self.epochs, len(self.train_loader),
-                         self.train_loader.batch_size or 0, get_world_size(), self.update_freq)
-        epoch = self.start_epoch - 1
-        for epoch in range(self.start_epoch, self.epochs + 1):
-            first_batch, self.resume_batches = self.resume_batches, 0
-            self.train_loader.set_epoch(epoch, first_batch)
-            stats = self.train_one_epoch(epoch, first_batch)
-            memory = f", peak GPU memory {stats['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in stats else ""
-            self.logger.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f img/s, data wait %.0f%%, %.0f s, "
-                             "%d non-finite steps skipped, %d bad images skipped%s", epoch,
-                             self.epochs, stats["loss"], stats["lr"], stats["images_per_second"],
-                             100 * stats["data_wait_fraction"], stats["epoch_seconds"],
-                             stats["skipped_nonfinite"], stats["skipped_images"], memory)
-            record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **stats}
-            due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.epochs
-            if self.eval_loader is not None and due:
-                results = self.evaluate(epoch)
-                record.update({f"{source}_{key}": value for source, values in results.items()
-                               for key, value in values.items() if key != "per_class_AP"})
-            self.save_latest(epoch)
-            if is_main_process():
-                if settings["save_interval"] and epoch % int(settings["save_interval"]) == 0:
-                    save_checkpoint(self.checkpoint_state(epoch), context.output_dir / f"epoch_{epoch}.pth")
-                append_jsonl(context.output_dir / "metrics.jsonl", record)
-                if self.tensorboard is not None:
-                    for key, value in record.items():
-                        if isinstance(value, (int, float)) and key != "epoch":
-                            self.tensorboard.add_scalar(key, value, epoch)
-                    self.tensorboard.flush()
-            signum = self.stop.requested(context.device) if epoch < self.epochs else None
-            if signum:
-                raise RunStopped(f"{LATEST} holds the end of epoch {epoch}; continue with "
-                                 f"-o Global.checkpoints={context.output_dir / LATEST}", signum)
-            if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
-                self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
-                break
-        if self.eval_loader is None:
-            self.save_unevaluated_best(epoch)
-        self.logger.info("done: best %s %s at epoch %s (%s weights)", self.main_key,
-                         "n/a" if self.best["value"] is None else f"{self.best['value']:.2f}",
-                         self.best["epoch"], self.best["source"])
-        return self.best
+            save_checkpoint(self.checkpoint_state(epoch, epoch_batches), self.context.output_dir / LATEST,
+                            keep_previous=True)
+        barrier()
+
+    def checkpoint_state(self, epoch: int, epoch_batches: int = 0) -> dict[str, Any]:
+        """The training state after `epoch` (and `epoch_batches` batches of the next one)."""
+        return training_state(self.model, self.ema, self.optimizer, self.lr_scheduler, self.scaler,
+                              epoch=epoch, epoch_batches=epoch_batches, global_step=self.global_step,
+                              skipped_nonfinite=self.skipped_nonfinite, best=self.best,
+                              config=self.config)
+
+    def check_finite_weights(self, when: str) -> None:
+        """DivergedError when the model (or its EMA) holds a NaN or infinite value."""
+        for source, network in [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else []):
+            name = first_nonfinite_tensor(network.state_dict())
+            if name is not None:
+                raise DivergedError(
+                    f"the {source} weights hold NaN or infinite values at {when} (first: {name}); "
+                    f"training stopped and nothing was saved from them: {self.last_good_files()}. "
+                    f"Try a lower Optimizer.lr.learning_rate or Global.clip_grad_norm")
+
+    def last_good_files(self) -> str:
+        """Which checkpoints on disk hold the last good state (for error messages)."""
+        present = [name for name in (LATEST, BEST) if (self.context.output_dir / name).is_file()]
+        return (f"{' and '.join(present)} in {self.context.output_dir} were left as they were"
+                if present else "no checkpoint had been written yet")
 
     def save_unevaluated_best(self, epoch: int) -> None:
         """Without evaluation there is no best to choose: `best_model.pth` gets the last epoch's
