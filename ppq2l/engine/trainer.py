@@ -106,7 +106,7 @@ class Trainer:
         self.start_epoch, self.resume_batches = resumed.start_epoch, resumed.epoch_batches
         self.global_step, self.skipped_nonfinite = resumed.global_step, resumed.skipped_nonfinite
 
-    # ----------------------------------------------------------------------------- running
+    # --------------------------------------------------------------------------------- running
     def train(self) -> dict[str, Any]:
         """Run the configured epochs; returns the best metric record. Writes `config.yaml` (the
         config that runs) first; SIGTERM/Ctrl-C stop after writing `latest.pth` (RunStopped)."""
@@ -171,7 +171,7 @@ class Trainer:
                          self.best["epoch"], self.best["source"])
         return self.best
 
-    # ----------------------------------------------------------------------------- one epoch
+    # ------------------------------------------------------------------------------- one epoch
     def train_one_epoch(self, epoch: int, first_batch: int = 0) -> dict[str, float]:
         """One pass over the training loader, starting after `first_batch` batches (a resumed
         mid-epoch run); returns the mean loss, last lr, throughput, data-wait fraction and peak
@@ -278,7 +278,7 @@ class Trainer:
         """The learning rate of the first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    # ----------------------------------------------------------------------------- evaluation and checkpoints
+    # -------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, epoch: int) -> dict[str, Any]:
         """Evaluate the regular and the EMA weights; save `best_model.pth` if either is the best yet."""
         context, results = self.context, {}
@@ -301,12 +301,7 @@ class Trainer:
         value = results[source].get(self.main_key)
         if value is not None and (self.best["value"] is None or value > self.best["value"]):
             self.best = {"metric": self.main_key, "value": float(value), "epoch": epoch, "source": source}
-            weights = dict(candidates)[source].state_dict()
-            if is_main_process():
-                save_checkpoint({"model": weights, "epoch": epoch, "source": source,
-                                 "metrics": results[source], "config": self.config},
-                                context.output_dir / BEST)
-            barrier()
+            self.save_best(dict(candidates)[source], epoch, source, metrics=results[source])
             self.logger.info("new best %s %.2f (%s weights, epoch %d) -> %s", self.main_key, value,
                              source, epoch, context.output_dir / BEST)
         return results
@@ -318,6 +313,14 @@ class Trainer:
         if is_main_process():
             save_checkpoint(self.checkpoint_state(epoch, epoch_batches), self.context.output_dir / LATEST,
                             keep_previous=True)
+        barrier()
+
+    def save_best(self, network: torch.nn.Module, epoch: int, source: str, **details: Any) -> None:
+        """Rank 0 writes `best_model.pth`: `network`'s weights, their epoch and source (model or
+        ema), `details` and the config; every rank waits until it is on disk."""
+        if is_main_process():
+            save_checkpoint({"model": network.state_dict(), "epoch": epoch, "source": source,
+                             **details, "config": self.config}, self.context.output_dir / BEST)
         barrier()
 
     def checkpoint_state(self, epoch: int, epoch_batches: int = 0) -> dict[str, Any]:
@@ -347,11 +350,8 @@ class Trainer:
         """Without evaluation there is no best to choose: `best_model.pth` gets the last epoch's
         regular weights, marked as such, so the eval/export/infer commands have their file."""
         self.best = {"metric": None, "value": None, "epoch": epoch, "source": "model"}
-        if is_main_process():
-            save_checkpoint({"model": self.model.state_dict(), "epoch": epoch, "source": "model",
-                             "selected_by": "last epoch (Global.eval_during_train is false)",
-                             "config": self.config}, self.context.output_dir / BEST)
-        barrier()
+        self.save_best(self.model, epoch, "model",
+                       selected_by="last epoch (Global.eval_during_train is false)")
         self.logger.info("no evaluation during training: %s holds the weights of the last epoch "
                          "(%d), not a best by any metric", self.context.output_dir / BEST, epoch)
 
