@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from ppq2l.data import build_dataloader
 from ppq2l.data.device_normalize import to_model_input
@@ -29,7 +27,7 @@ from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
                                       mean_over_ranks)
 from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
-from ppq2l.engine.runtime import Precision
+from ppq2l.engine.train_step import apply_gradients, compute_training_loss
 from ppq2l.errors import Ppq2lError, RunStopped
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
@@ -354,32 +352,6 @@ class Trainer:
                        selected_by="last epoch (Global.eval_during_train is false)")
         self.logger.info("no evaluation during training: %s holds the weights of the last epoch "
                          "(%d), not a best by any metric", self.context.output_dir / BEST, epoch)
-
-
-def compute_training_loss(model: torch.nn.Module, loss_fn: torch.nn.Module, images: torch.Tensor,
-                          targets: torch.Tensor, precision: Precision) -> torch.Tensor:
-    """The training loss of one batch: the forward pass under the run's autocast, the loss outside
-    it (losses compute in float32 or wider)."""
-    with precision.autocast():
-        logits = model(images)
-    return loss_fn(logits, targets)["loss"]
-
-
-def apply_gradients(model: torch.nn.Module, optimizer: Optimizer, scaler: torch.amp.GradScaler,
-                    lr_scheduler: LRScheduler, ema: ModelEMA | None,
-                    clip_grad_norm: float | None = None) -> None:
-    """One update from the accumulated gradients: optional clipping (of the unscaled gradients),
-    the optimizer step through the loss scaler, gradients cleared, the schedule advanced and the
-    EMA moved towards the new weights."""
-    if clip_grad_norm:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip_grad_norm))
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    lr_scheduler.step()
-    if ema is not None:
-        ema.update(model)
 
 
 def _rank(value: Any) -> float:
