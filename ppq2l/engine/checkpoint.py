@@ -141,7 +141,7 @@ def load_checkpoint(path: str | os.PathLike, what: str = "checkpoint",
 def extract_state_dict(state: Mapping[str, Any], path: str | os.PathLike = "",
                        what: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint dict: under `model` / `state_dict` / `module` (nested
-    containers unwrapped), or the dict itself; entries that are not tensors (an epoch) are left."""
+    containers unwrapped), or the dict itself; entries that are not tensors (an epoch) left out."""
     for _ in range(NESTING_LIMIT):
         inner = next((state[key] for key in MODEL_KEYS if isinstance(state.get(key), Mapping)), None)
         if inner is None:

@@ -30,7 +30,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from ppq2l.engine.checkpoint import check_state_dict, load_checkpoint
+from ppq2l.engine.checkpoint import check_state_dict, extract_state_dict, load_checkpoint
 from ppq2l.engine.ema import ModelEMA
 from ppq2l.errors import CheckpointError, ConfigError
 
@@ -213,8 +213,9 @@ def restore_training_state(path: str, config: dict, model: nn.Module, ema: Model
                        "apply from here: %s", path, plan.describe(warned))
     if quiet:
         logger.info("resuming with other paths or intervals: %s", plan.describe(quiet))
-    check_state_dict(model, state["model"], source=str(path))
-    model.load_state_dict(state["model"])
+    weights = extract_state_dict(state, path)
+    check_state_dict(model, weights, source=str(path))
+    model.load_state_dict(weights)
     ema = restore_ema(ema, model, state.get("ema"), path, logger)
     global_step = int(state.get("global_step", 0))
     restore_optimization(optimizer, lr_scheduler, state, plan.rebuild_schedule, global_step,

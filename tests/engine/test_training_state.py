@@ -111,3 +111,13 @@ def test_a_finished_run_has_nothing_left_to_train(tmp_path):
     path, _ = saved_run(tmp_path, epoch=4)
     with pytest.raises(ConfigError, match="has already trained 4 epochs and Global.epochs is 4"):
         restore(path, parts(), epochs=4)
+
+
+def test_a_model_entry_that_holds_no_weights_is_named(tmp_path):
+    path, _ = saved_run(tmp_path)
+    state = torch.load(path, weights_only=True)
+    state["model"] = "weights.pth"  # a hand-edited file
+    save_checkpoint(state, path)
+    with pytest.raises(CheckpointError, match=r"latest.pth contains no tensors \(its keys: model, "
+                                              r"ema, optimizer"):
+        restore(path, parts())
