@@ -5,7 +5,6 @@ out as NCHW."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import timm
@@ -18,10 +17,9 @@ from ppq2l.registry import BACKBONES, closest
 # Top-level names timm models use for their classifier; a weight file for the full model carries
 # them, the headless backbone does not.
 CLASSIFIER_PREFIXES = ("fc", "head", "classifier", "last_linear")
+CLASSIFIER_KEYS = tuple(prefix + "." for prefix in CLASSIFIER_PREFIXES)
 # Names timm accepts that point outside its own model table (downloads or local folders).
 EXTERNAL_NAME_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
-# Error messages list this many keys of each kind; the counts tell how many there are in all.
-KEYS_SHOWN = 10
 
 
 @BACKBONES.register
@@ -224,68 +222,13 @@ def model_stride(model: nn.Module, name: str, out_stride: int | None) -> int:
     return stride
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Tensors of a weight file: a plain state dict or one stored under 'state_dict' or 'model',
-    with a DataParallel 'module.' prefix removed."""
-    from ppq2l.engine.checkpoint import describe_load_error
-
-    file = Path(path).expanduser()
-    if file.is_dir():
-        raise CheckpointError(f"backbone weight file {str(path)!r} is a folder; give the path of "
-                              f"a weight file")
-    if not file.is_file():
-        raise CheckpointError(f"backbone weight file {str(path)!r} does not exist")
-    try:
-        content = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - the unpickler fails on bad bytes with assorted types
-        raise CheckpointError(f"cannot read backbone weight file {str(path)!r}: "
-                              f"{describe_load_error(error)}") from None
-    if isinstance(content, dict):
-        for wrapper in ("state_dict", "model"):
-            if isinstance(content.get(wrapper), dict):
-                content = content[wrapper]
-                break
-    if not isinstance(content, dict) or not content:
-        raise CheckpointError(f"backbone weight file {str(path)!r} holds no state dict "
-                              f"(found {type(content).__name__})")
-    not_tensors = [key for key, value in content.items() if not isinstance(value, Tensor)]
-    if not_tensors:
-        raise CheckpointError(f"backbone weight file {str(path)!r} has non-tensor entries "
-                              f"{list_keys(not_tensors)}; expected a state dict of tensors")
-    keys = list(content)
-    if all(isinstance(key, str) and key.startswith("module.") for key in keys):
-        content = {key[len("module."):]: value for key, value in content.items()}
-    return dict(content)
-
-
 def load_local_weights(model: nn.Module, path: str | os.PathLike, name: str) -> None:
-    """Load a weight file into the headless `model`: classifier weights are dropped, everything
-    else must match exactly (names and shapes) or a CheckpointError lists the differences."""
-    state = read_state_dict(path)
-    expected = model.state_dict()
-    state = {key: value for key, value in state.items()
-             if key in expected or not key.startswith(tuple(p + "." for p in CLASSIFIER_PREFIXES))}
-    # BatchNorm step counters are not weights; files from frozen-BN models lack them, and
-    # frozen-BN models have none to receive them.
-    state = {key: value for key, value in state.items()
-             if key in expected or not key.endswith("num_batches_tracked")}
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = value
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    mismatched = [f"{key} {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
-                  for key in expected if key in state and state[key].shape != expected[key].shape]
-    if missing or unexpected or mismatched:
-        problems = [f"{label} ({len(keys)}): {list_keys(keys)}" for label, keys in
-                    (("missing", missing), ("unexpected", unexpected),
-                     ("shape mismatch", mismatched)) if keys]
-        raise CheckpointError(f"backbone weight file {str(path)!r} does not fit backbone "
-                              f"{name!r}: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    """Load a weight file into the headless `model`: classifier weights and BatchNorm step counters
+    are optional, everything else must match exactly (names and shapes) or the report says why."""
+    # Imported here: the ppq2l.engine package imports ppq2l.arch, which imports this module.
+    from ppq2l.engine.checkpoint import is_batchnorm_counter, load_weights, read_state_dict
 
-
-def list_keys(keys: list[str]) -> str:
-    """The first KEYS_SHOWN keys, with '...' when there are more."""
-    shown = ", ".join(keys[:KEYS_SHOWN])
-    return shown + (", ..." if len(keys) > KEYS_SHOWN else "")
+    weights = read_state_dict(path, what="backbone weight file")
+    load_weights(model, weights, source=f"backbone weight file {path}", target=f"backbone {name!r}",
+                 foreign=lambda key: key.startswith(CLASSIFIER_KEYS) or is_batchnorm_counter(key),
+                 optional=is_batchnorm_counter)

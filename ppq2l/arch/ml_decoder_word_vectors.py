@@ -1,5 +1,5 @@
 """Word vectors for a zero-shot ML-Decoder: one row per class, read from a .npy file (numpy, no
-pickles) or a .pt/.pth file (torch.load with weights_only=True)."""
+pickles) or a .pt/.pth file (the one weight-file reader, weights-only)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +11,7 @@ from torch import Tensor
 from ppq2l.errors import ConfigError, DataError
 
 WORD_VECTOR_SUFFIXES = (".npy", ".pt", ".pth")
+WORD_VECTOR_ADVICE = "save the vectors as one [classes, word_dim] tensor, or as a .npy array"
 
 
 def load_word_vectors(path: Path) -> Tensor:
@@ -21,13 +22,13 @@ def load_word_vectors(path: Path) -> Tensor:
                           "file holding a [classes, word_dim] array")
     if not path.is_file():
         raise ConfigError(f"Arch.word_vectors: file {str(path)!r} does not exist")
-    try:
-        if path.suffix.lower() == ".npy":
-            content = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # numpy and the unpickler fail on bad bytes with assorted errors
-        raise DataError(f"cannot read word vectors from {str(path)!r}: {error}") from error
+    if path.suffix.lower() == ".npy":
+        content = read_npy(path)
+    else:
+        # Imported here: the ppq2l.engine package imports ppq2l.arch, which imports this module.
+        from ppq2l.engine.checkpoint import read_weight_file
+
+        content = read_weight_file(path, "word vector file", advice=WORD_VECTOR_ADVICE)
     if not isinstance(content, Tensor):
         raise DataError(f"word vector file {str(path)!r} holds a {type(content).__name__}; "
                         "expected one array/tensor of shape [classes, word_dim]")
@@ -38,3 +39,11 @@ def load_word_vectors(path: Path) -> Tensor:
         raise DataError(f"word vector file {str(path)!r} must hold finite floating-point values, "
                         f"got dtype {content.dtype}")
     return content.to(torch.float32)
+
+
+def read_npy(path: Path) -> Tensor:
+    """The array in .npy file `path` as a tensor; pickled objects are refused."""
+    try:
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    except Exception as error:  # noqa: BLE001 - numpy fails on bad bytes with assorted errors
+        raise DataError(f"cannot read word vectors from {str(path)!r}: {error}") from error

@@ -2,7 +2,8 @@
 
 The official files keep weights under `state_dict` or `model` (or are a bare state dict), often
 with the `module.` prefix of DistributedDataParallel, and may hold numpy scalars such as
-`best_mAP`. They are read with the weights-only unpickler, allow-listing exactly those numpy types.
+`best_mAP`. They are read by the one weight-file reader (ppq2l/engine/checkpoint.py), which
+unwraps them, with the numpy scalar types allow-listed and nothing more.
 TResNet backbones in the official InPlaceABN layout are renamed to timm's layout first
 (ppq2l/convert/tresnet_layout.py); then each format renames its keys onto ppq2l's model:
 
@@ -18,47 +19,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import numpy
 import torch
 
 from ppq2l.convert.tresnet_layout import official_tresnet_to_timm
-from ppq2l.engine.checkpoint import (check_state_dict, describe_load_error, extract_state_dict,
+from ppq2l.engine.checkpoint import (load_weights, numpy_scalar_globals, read_state_dict,
                                      save_checkpoint)
 from ppq2l.errors import CheckpointError
 
 # Where the official ML-Decoder code attaches its head: TResNet's `head`, or the `fc` of timm
 # models that have `global_pool` and `fc` (ResNet).
 ML_DECODER_HEAD_PREFIXES = ("head.", "fc.")
-
-
-def _numpy_globals() -> list[Any]:
-    """The numpy types a weights-only load needs for numpy scalars and arrays, nothing more."""
-    multiarray = getattr(numpy, "_core", None) or numpy.core
-    types = [multiarray.multiarray.scalar, numpy.dtype]
-    types += [type(numpy.dtype(name)) for name in ("float64", "float32", "int64", "int32", "bool")]
-    return types
+OFFICIAL_ADVICE = ("the converter reads official checkpoints holding tensors and numpy scalars; "
+                   "load this one where it was made and save its state dict on its own")
 
 
 def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of an official checkpoint, `module.` prefix removed."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the official "
-                              f"checkpoint file itself (e.g. {path / 'checkpoint.pth'})")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    # The weights-only unpickler raises several exception types; all are reported with the file.
-    except Exception as error:  # noqa: BLE001 - re-raised as a CheckpointError naming the file
-        raise CheckpointError(f"cannot read {path}: {describe_load_error(error)}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, expected a dict")
-    weights = extract_state_dict(state, path)
-    return {key.removeprefix("module."): value for key, value in weights.items()}
+    """The tensors of an official checkpoint, unwrapped and without the `module.` prefix."""
+    return read_state_dict(path, "official checkpoint", numpy_scalar_globals(), OFFICIAL_ADVICE)
 
 
 def map_q2l_key(key: str) -> str | None:
@@ -115,8 +94,7 @@ def convert_official(source_format: str, input_path: str | os.PathLike) -> dict[
 def save_converted(weights: dict[str, torch.Tensor], model: torch.nn.Module, source_format: str,
                    input_path: str | os.PathLike, output_path: str | os.PathLike) -> Path:
     """Check that converted `weights` load strictly into `model`, then write them atomically."""
-    check_state_dict(model, weights, source=f"{input_path} converted from {source_format}")
-    model.load_state_dict(weights)
+    load_weights(model, weights, source=f"{input_path} converted from {source_format}")
     return save_checkpoint({"model": weights, "converted_from": {"file": str(input_path),
                                                                  "format": source_format}},
                            output_path)

@@ -13,26 +13,22 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from ppq2l.data import build_dataloader
 from ppq2l.data.device_normalize import to_model_input
 from ppq2l.config import save_config
-from ppq2l.engine.checkpoint import (check_state_dict, first_nonfinite_tensor, load_checkpoint,
-                                     save_checkpoint)
+from ppq2l.engine.checkpoint import first_nonfinite_tensor, save_checkpoint
 from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
                                      open_tensorboard, require_section, start_run)
-from ppq2l.engine.resume import (capture_rng_state, changes_to_report, plan_resume,
-                                 restore_optimization, restore_rng_state)
+from ppq2l.engine.training_state import restore_training_state, training_state
 from ppq2l.engine.run_folder import release_lock, start_training
 from ppq2l.engine.stop_signals import StopSignals
 from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
                                       mean_over_ranks)
 from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
-from ppq2l.engine.runtime import Precision
-from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError, RunStopped
+from ppq2l.engine.train_step import apply_gradients, compute_training_loss
+from ppq2l.errors import Ppq2lError, RunStopped
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
@@ -86,8 +82,7 @@ class Trainer:
         ema_config = config.get("EMA")
         self.ema = ModelEMA(self.model, ema_config["decay"], ema_config["warmup"]) if ema_config else None
         self.scaler = self.context.precision.scaler
-        self.start_epoch, self.global_step, self.resume_batches = 1, 0, 0
-        self.skipped_nonfinite = 0
+        self.start_epoch, self.global_step, self.resume_batches, self.skipped_nonfinite = 1, 0, 0, 0
         self.tensorboard = (open_tensorboard(self.context.output_dir)
                             if settings["use_tensorboard"] and is_main_process() else None)
         self.best: dict[str, Any] = {"metric": self.main_key, "value": None, "epoch": None, "source": None}
@@ -95,79 +90,86 @@ class Trainer:
         if settings["checkpoints"]:
             self.resume(settings["checkpoints"])
 
-    # ----------------------------------------------------------------------------- checkpoints
     def steps_per_epoch(self) -> int:
         """Optimizer steps per epoch: one per `update_freq` micro-batches (a partial group at the
         end of the epoch also steps)."""
         return -(-len(self.train_loader) // self.update_freq)
 
-    def checkpoint_state(self, epoch: int, epoch_batches: int = 0) -> dict[str, Any]:
-        """Everything needed to continue this run after `epoch` (or, with `epoch_batches` > 0,
-        inside epoch `epoch + 1` after that many of its batches)."""
-        return {
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
-            "optimizer": self.optimizer.state_dict(),
-            "lr_scheduler": self.lr_scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": epoch,
-            "global_step": self.global_step,
-            "epoch_batches": epoch_batches,
-            "skipped_nonfinite": self.skipped_nonfinite,
-            "best": dict(self.best),
-            "rng": capture_rng_state(),
-            "config": self.config,
-        }
-
     def resume(self, path: str) -> None:
-        """Continue from a `latest.pth` written by this trainer; a config that differs from the
-        checkpoint's is applied key by key as `resume.py` describes, and every change is logged."""
-        state = load_checkpoint(path)
-        missing = [key for key in ("model", "optimizer", "lr_scheduler", "epoch") if key not in state]
-        if missing:
-            raise CheckpointError(f"{path} cannot resume training: it lacks {', '.join(missing)} "
-                                  f"(a best_model.pth holds weights only; resume from latest.pth, or "
-                                  f"pass it as Global.pretrained_model to start from its weights)")
-        plan = plan_resume(state.get("config"), self.config, str(path))
-        warned, quiet = changes_to_report(plan)
-        if warned:
-            self.logger.warning("resuming %s with a config that differs from its own; the new "
-                                "values apply from here: %s", path, plan.describe(warned))
-        if quiet:
-            self.logger.info("resuming with other paths or intervals: %s", plan.describe(quiet))
-        check_state_dict(self.model, state["model"], source=str(path))
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            if state.get("ema") is None:
-                self.logger.warning("%s has no EMA weights; the EMA restarts from the model", path)
-                self.ema = ModelEMA(self.model, self.ema.decay, self.ema.warmup)
-            else:
-                self.ema.load_state_dict(state["ema"])
-        elif state.get("ema") is not None:
-            self.logger.warning("%s has EMA weights but the config has no EMA section: they are "
-                                "dropped", path)
-        self.global_step = int(state.get("global_step", 0))
-        restore_optimization(self.optimizer, self.lr_scheduler, state, plan.rebuild_schedule,
-                             self.global_step, str(path))
-        if plan.rebuild_schedule:
-            self.logger.warning("the optimizer settings and learning-rate schedule of the config "
-                                "apply from step %d (lr now %.3g)", self.global_step, self.current_lr())
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch = int(state["epoch"]) + 1
-        self.resume_batches = int(state.get("epoch_batches", 0))
-        if self.start_epoch > self.epochs:
-            raise ConfigError(f"{path} has already trained {state['epoch']} epochs and Global.epochs "
-                              f"is {self.epochs}: nothing left to train. Raise Global.epochs to "
-                              f"train longer")
-        self.skipped_nonfinite = int(state.get("skipped_nonfinite", 0))
-        self.best = dict(state.get("best") or self.best)
-        restore_rng_state(state.get("rng") or {})
-        self.logger.info("resumed from %s: continuing at epoch %d after its batch %d (step %d), "
-                         "best %s = %s", path, self.start_epoch, self.resume_batches,
-                         self.global_step, self.main_key, self.best["value"])
+        """Continue from a `latest.pth` written by this trainer (see training_state.py)."""
+        resumed = restore_training_state(path, self.config, self.model, self.ema, self.optimizer,
+                                         self.lr_scheduler, self.scaler, epochs=self.epochs,
+                                         best=self.best, logger=self.logger)
+        self.ema, self.best = resumed.ema, resumed.best
+        self.start_epoch, self.resume_batches = resumed.start_epoch, resumed.epoch_batches
+        self.global_step, self.skipped_nonfinite = resumed.global_step, resumed.skipped_nonfinite
 
-    # ----------------------------------------------------------------------------- training
+    # --------------------------------------------------------------------------------- running
+    def train(self) -> dict[str, Any]:
+        """Run the configured epochs; returns the best metric record. Writes `config.yaml` (the
+        config that runs) first; SIGTERM/Ctrl-C stop after writing `latest.pth` (RunStopped)."""
+        settings = self.config["Global"]
+        lock = (start_training(self.context.output_dir, settings["checkpoints"],
+                               bool(settings["overwrite"]), self.logger)
+                if is_main_process() else None)
+        try:
+            with self.stop:
+                return self.run_epochs()
+        finally:
+            release_lock(lock)
+            cleanup()  # leave the process group (torchrun runs) before the interpreter exits
+
+    def run_epochs(self) -> dict[str, Any]:
+        """The epoch loop of `train`."""
+        settings, context = self.config["Global"], self.context
+        if is_main_process():
+            save_config(self.config, context.output_dir / "config.yaml")
+        patience = int(settings["early_stop_patience"] or 0)
+        self.logger.info("training %d epochs of %d batches of %d per process x %d process(es), "
+                         "update every %d batch(es)", self.epochs, len(self.train_loader),
+                         self.train_loader.batch_size or 0, get_world_size(), self.update_freq)
+        epoch = self.start_epoch - 1
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            first_batch, self.resume_batches = self.resume_batches, 0
+            self.train_loader.set_epoch(epoch, first_batch)
+            stats = self.train_one_epoch(epoch, first_batch)
+            memory = f", peak GPU memory {stats['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in stats else ""
+            self.logger.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f img/s, data wait %.0f%%, %.0f s, "
+                             "%d non-finite steps skipped, %d bad images skipped%s", epoch,
+                             self.epochs, stats["loss"], stats["lr"], stats["images_per_second"],
+                             100 * stats["data_wait_fraction"], stats["epoch_seconds"],
+                             stats["skipped_nonfinite"], stats["skipped_images"], memory)
+            record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **stats}
+            due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.epochs
+            if self.eval_loader is not None and due:
+                results = self.evaluate(epoch)
+                record.update({f"{source}_{key}": value for source, values in results.items()
+                               for key, value in values.items() if key != "per_class_AP"})
+            self.save_latest(epoch)
+            if is_main_process():
+                if settings["save_interval"] and epoch % int(settings["save_interval"]) == 0:
+                    save_checkpoint(self.checkpoint_state(epoch), context.output_dir / f"epoch_{epoch}.pth")
+                append_jsonl(context.output_dir / "metrics.jsonl", record)
+                if self.tensorboard is not None:
+                    for key, value in record.items():
+                        if isinstance(value, (int, float)) and key != "epoch":
+                            self.tensorboard.add_scalar(key, value, epoch)
+                    self.tensorboard.flush()
+            signum = self.stop.requested(context.device) if epoch < self.epochs else None
+            if signum:
+                raise RunStopped(f"{LATEST} holds the end of epoch {epoch}; continue with "
+                                 f"-o Global.checkpoints={context.output_dir / LATEST}", signum)
+            if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
+                self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
+                break
+        if self.eval_loader is None:
+            self.save_unevaluated_best(epoch)
+        self.logger.info("done: best %s %s at epoch %s (%s weights)", self.main_key,
+                         "n/a" if self.best["value"] is None else f"{self.best['value']:.2f}",
+                         self.best["epoch"], self.best["source"])
+        return self.best
+
+    # ------------------------------------------------------------------------------- one epoch
     def train_one_epoch(self, epoch: int, first_batch: int = 0) -> dict[str, float]:
         """One pass over the training loader, starting after `first_batch` batches (a resumed
         mid-epoch run); returns the mean loss, last lr, throughput, data-wait fraction and peak
@@ -270,35 +272,11 @@ class Trainer:
             return {}
         return {"mem": f"{torch.cuda.max_memory_allocated(self.context.device) / 2 ** 30:.1f}G"}
 
-    def save_latest(self, epoch: int, epoch_batches: int = 0) -> None:
-        """Rank 0 writes `latest.pth` (atomically); every rank waits until it is on disk. Weights
-        that are no longer finite are never written: the run stops with the last good file."""
-        self.check_finite_weights(f"epoch {epoch + (1 if epoch_batches else 0)}")
-        if is_main_process():
-            save_checkpoint(self.checkpoint_state(epoch, epoch_batches), self.context.output_dir / LATEST,
-                            keep_previous=True)
-        barrier()
-
-    def check_finite_weights(self, when: str) -> None:
-        """DivergedError when the model (or its EMA) holds a NaN or infinite value."""
-        for source, network in [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else []):
-            name = first_nonfinite_tensor(network.state_dict())
-            if name is not None:
-                raise DivergedError(
-                    f"the {source} weights hold NaN or infinite values at {when} (first: {name}); "
-                    f"training stopped and nothing was saved from them: {self.last_good_files()}. "
-                    f"Try a lower Optimizer.lr.learning_rate or Global.clip_grad_norm")
-
-    def last_good_files(self) -> str:
-        """Which checkpoints on disk hold the last good state (for error messages)."""
-        present = [name for name in (LATEST, BEST) if (self.context.output_dir / name).is_file()]
-        return (f"{' and '.join(present)} in {self.context.output_dir} were left as they were"
-                if present else "no checkpoint had been written yet")
-
     def current_lr(self) -> float:
         """The learning rate of the first parameter group."""
         return float(self.optimizer.param_groups[0]["lr"])
 
+    # -------------------------------------------------------------- evaluation and checkpoints
     def evaluate(self, epoch: int) -> dict[str, Any]:
         """Evaluate the regular and the EMA weights; save `best_model.pth` if either is the best yet."""
         context, results = self.context, {}
@@ -321,117 +299,59 @@ class Trainer:
         value = results[source].get(self.main_key)
         if value is not None and (self.best["value"] is None or value > self.best["value"]):
             self.best = {"metric": self.main_key, "value": float(value), "epoch": epoch, "source": source}
-            weights = dict(candidates)[source].state_dict()
-            if is_main_process():
-                save_checkpoint({"model": weights, "epoch": epoch, "source": source,
-                                 "metrics": results[source], "config": self.config},
-                                context.output_dir / BEST)
-            barrier()
+            self.save_best(dict(candidates)[source], epoch, source, metrics=results[source])
             self.logger.info("new best %s %.2f (%s weights, epoch %d) -> %s", self.main_key, value,
                              source, epoch, context.output_dir / BEST)
         return results
 
-    def train(self) -> dict[str, Any]:
-        """Run the configured epochs; returns the best metric record. Writes `config.yaml` (the
-        config that runs) first; SIGTERM/Ctrl-C stop after writing `latest.pth` (RunStopped)."""
-        settings = self.config["Global"]
-        lock = (start_training(self.context.output_dir, settings["checkpoints"],
-                               bool(settings["overwrite"]), self.logger)
-                if is_main_process() else None)
-        try:
-            with self.stop:
-                return self.run_epochs()
-        finally:
-            release_lock(lock)
-            cleanup()  # leave the process group (torchrun runs) before the interpreter exits
-
-    def run_epochs(self) -> dict[str, Any]:
-        """The epoch loop of `train`."""
-        settings, context = self.config["Global"], self.context
+    def save_latest(self, epoch: int, epoch_batches: int = 0) -> None:
+        """Rank 0 writes `latest.pth` (atomically); every rank waits until it is on disk. Weights
+        that are no longer finite are never written: the run stops with the last good file."""
+        self.check_finite_weights(f"epoch {epoch + (1 if epoch_batches else 0)}")
         if is_main_process():
-            save_config(self.config, context.output_dir / "config.yaml")
-        patience = int(settings["early_stop_patience"] or 0)
-        self.logger.info("training %d epochs of %d batches of %d per process x %d process(es), "
-                         "update every %d batch(es)", self.epochs, len(self.train_loader),
-                         self.train_loader.batch_size or 0, get_world_size(), self.update_freq)
-        epoch = self.start_epoch - 1
-        for epoch in range(self.start_epoch, self.epochs + 1):
-            first_batch, self.resume_batches = self.resume_batches, 0
-            self.train_loader.set_epoch(epoch, first_batch)
-            stats = self.train_one_epoch(epoch, first_batch)
-            memory = f", peak GPU memory {stats['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in stats else ""
-            self.logger.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f img/s, data wait %.0f%%, %.0f s, "
-                             "%d non-finite steps skipped, %d bad images skipped%s", epoch,
-                             self.epochs, stats["loss"], stats["lr"], stats["images_per_second"],
-                             100 * stats["data_wait_fraction"], stats["epoch_seconds"],
-                             stats["skipped_nonfinite"], stats["skipped_images"], memory)
-            record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **stats}
-            due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.epochs
-            if self.eval_loader is not None and due:
-                results = self.evaluate(epoch)
-                record.update({f"{source}_{key}": value for source, values in results.items()
-                               for key, value in values.items() if key != "per_class_AP"})
-            self.save_latest(epoch)
-            if is_main_process():
-                if settings["save_interval"] and epoch % int(settings["save_interval"]) == 0:
-                    save_checkpoint(self.checkpoint_state(epoch), context.output_dir / f"epoch_{epoch}.pth")
-                append_jsonl(context.output_dir / "metrics.jsonl", record)
-                if self.tensorboard is not None:
-                    for key, value in record.items():
-                        if isinstance(value, (int, float)) and key != "epoch":
-                            self.tensorboard.add_scalar(key, value, epoch)
-                    self.tensorboard.flush()
-            signum = self.stop.requested(context.device) if epoch < self.epochs else None
-            if signum:
-                raise RunStopped(f"{LATEST} holds the end of epoch {epoch}; continue with "
-                                 f"-o Global.checkpoints={context.output_dir / LATEST}", signum)
-            if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
-                self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
-                break
-        if self.eval_loader is None:
-            self.save_unevaluated_best(epoch)
-        self.logger.info("done: best %s %s at epoch %s (%s weights)", self.main_key,
-                         "n/a" if self.best["value"] is None else f"{self.best['value']:.2f}",
-                         self.best["epoch"], self.best["source"])
-        return self.best
+            save_checkpoint(self.checkpoint_state(epoch, epoch_batches), self.context.output_dir / LATEST,
+                            keep_previous=True)
+        barrier()
+
+    def save_best(self, network: torch.nn.Module, epoch: int, source: str, **details: Any) -> None:
+        """Rank 0 writes `best_model.pth`: `network`'s weights, their epoch and source (model or
+        ema), `details` and the config; every rank waits until it is on disk."""
+        if is_main_process():
+            save_checkpoint({"model": network.state_dict(), "epoch": epoch, "source": source,
+                             **details, "config": self.config}, self.context.output_dir / BEST)
+        barrier()
+
+    def checkpoint_state(self, epoch: int, epoch_batches: int = 0) -> dict[str, Any]:
+        """The training state after `epoch` (and `epoch_batches` batches of the next one)."""
+        return training_state(self.model, self.ema, self.optimizer, self.lr_scheduler, self.scaler,
+                              epoch=epoch, epoch_batches=epoch_batches, global_step=self.global_step,
+                              skipped_nonfinite=self.skipped_nonfinite, best=self.best,
+                              config=self.config)
+
+    def check_finite_weights(self, when: str) -> None:
+        """DivergedError when the model (or its EMA) holds a NaN or infinite value."""
+        for source, network in [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else []):
+            name = first_nonfinite_tensor(network.state_dict())
+            if name is not None:
+                raise DivergedError(
+                    f"the {source} weights hold NaN or infinite values at {when} (first: {name}); "
+                    f"training stopped and nothing was saved from them: {self.last_good_files()}. "
+                    f"Try a lower Optimizer.lr.learning_rate or Global.clip_grad_norm")
+
+    def last_good_files(self) -> str:
+        """Which checkpoints on disk hold the last good state (for error messages)."""
+        present = [name for name in (LATEST, BEST) if (self.context.output_dir / name).is_file()]
+        return (f"{' and '.join(present)} in {self.context.output_dir} were left as they were"
+                if present else "no checkpoint had been written yet")
 
     def save_unevaluated_best(self, epoch: int) -> None:
         """Without evaluation there is no best to choose: `best_model.pth` gets the last epoch's
         regular weights, marked as such, so the eval/export/infer commands have their file."""
         self.best = {"metric": None, "value": None, "epoch": epoch, "source": "model"}
-        if is_main_process():
-            save_checkpoint({"model": self.model.state_dict(), "epoch": epoch, "source": "model",
-                             "selected_by": "last epoch (Global.eval_during_train is false)",
-                             "config": self.config}, self.context.output_dir / BEST)
-        barrier()
+        self.save_best(self.model, epoch, "model",
+                       selected_by="last epoch (Global.eval_during_train is false)")
         self.logger.info("no evaluation during training: %s holds the weights of the last epoch "
                          "(%d), not a best by any metric", self.context.output_dir / BEST, epoch)
-
-
-def compute_training_loss(model: torch.nn.Module, loss_fn: torch.nn.Module, images: torch.Tensor,
-                          targets: torch.Tensor, precision: Precision) -> torch.Tensor:
-    """The training loss of one batch: the forward pass under the run's autocast, the loss outside
-    it (losses compute in float32 or wider)."""
-    with precision.autocast():
-        logits = model(images)
-    return loss_fn(logits, targets)["loss"]
-
-
-def apply_gradients(model: torch.nn.Module, optimizer: Optimizer, scaler: torch.amp.GradScaler,
-                    lr_scheduler: LRScheduler, ema: ModelEMA | None,
-                    clip_grad_norm: float | None = None) -> None:
-    """One update from the accumulated gradients: optional clipping (of the unscaled gradients),
-    the optimizer step through the loss scaler, gradients cleared, the schedule advanced and the
-    EMA moved towards the new weights."""
-    if clip_grad_norm:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip_grad_norm))
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    lr_scheduler.step()
-    if ema is not None:
-        ema.update(model)
 
 
 def _rank(value: Any) -> float:

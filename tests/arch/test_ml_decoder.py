@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from ppq2l.arch import build_model
 from ppq2l.arch.ml_decoder import MLDecoderHead, resolve_num_queries
-from ppq2l.errors import ConfigError, DataError
+from ppq2l.errors import CheckpointError, ConfigError, DataError
 from ppq2l.optimizer import build_optimizer
 
 CHANNELS, EMBED, HEADS, FEEDFORWARD = 24, 16, 4, 32
@@ -145,6 +145,22 @@ def test_zero_shot_arch_reads_npy_and_pt_files(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         build_model({"name": "MLDecoder", "class_num": 6, "backbone": TINY_BACKBONE,
                      "word_vectors": str(tmp_path / "missing.pt")})
+
+
+class _Payload:
+    pass
+
+
+def test_word_vector_file_with_python_objects_is_refused_by_the_weights_reader(tmp_path):
+    torch.save({"vectors": torch.zeros(6, 10), "extra": _Payload()}, tmp_path / "words.pt")
+    with pytest.raises(CheckpointError) as info:
+        build_model({"name": "MLDecoder", "class_num": 6, "backbone": TINY_BACKBONE,
+                     "word_vectors": str(tmp_path / "words.pt")})
+    message = str(info.value)
+    assert message.startswith(f"cannot read word vector file {tmp_path / 'words.pt'}: it holds "
+                              f"Python objects that a weights-only load refuses")
+    assert "save the vectors as one [classes, word_dim] tensor" in message
+    assert "weights_only=False" not in message
 
 
 def test_number_of_queries_rules():

@@ -41,6 +41,21 @@ def test_converted_logits_equal_original(tmp_path):
         assert torch.equal(fresh(images), model(images))
 
 
+def test_a_checkpoint_pickled_under_numpy_1_converts(tmp_path):
+    # numpy 2 renamed numpy.core to numpy._core; the official files were pickled before that, and
+    # the weights-only unpickler matches the scalar constructor by its pickled name.
+    model = _model()
+    path = tmp_path / "checkpoint.pkl"
+    torch.save(_official_state(model), path, _use_new_zipfile_serialization=False)
+    pickled = path.read_bytes()
+    assert pickled.count(b"numpy._core.multiarray\nscalar") == 1  # the name this numpy writes
+    path.write_bytes(pickled.replace(b"numpy._core.multiarray\nscalar",
+                                     b"numpy.core.multiarray\nscalar"))
+    target = _model()
+    convert_checkpoint("q2l", path, target, tmp_path / "out.pth")
+    assert torch.equal(target.fc.W, model.fc.W)
+
+
 def test_misshaped_key_is_named_and_nothing_written(tmp_path):
     model = _model()
     state = _official_state(model)
@@ -60,8 +75,12 @@ def test_disallowed_global_is_refused(tmp_path):
     state = _official_state(_model())
     state["extra"] = _Payload()
     torch.save(state, tmp_path / "checkpoint.pkl")
-    with pytest.raises(CheckpointError, match="weights-only"):
+    with pytest.raises(CheckpointError, match="weights-only") as info:
         convert_checkpoint("q2l", tmp_path / "checkpoint.pkl", _model(), tmp_path / "out.pth")
+    message = str(info.value)
+    assert message.startswith(f"cannot read official checkpoint {tmp_path / 'checkpoint.pkl'}: ")
+    assert "_Payload" in message and "weights_only=False" not in message
+    assert not (tmp_path / "out.pth").exists()
 
 
 def test_input_that_is_a_folder_is_called_a_folder(tmp_path):

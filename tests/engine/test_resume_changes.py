@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from ppq2l.engine import Trainer
-from ppq2l.engine.resume import plan_resume
+from ppq2l.engine.training_state import plan_resume
 from ppq2l.errors import CheckpointError, ConfigError
 
 
@@ -87,5 +87,5 @@ def test_bookkeeping_keys_are_not_warnings():
     plan = plan_resume(saved, current, "x.pth")
     assert [key for key, _, _ in plan.changes] == ["Global.print_batch_step", "Loss.Train"]
     assert not plan.rebuild_schedule
-    from ppq2l.engine.resume import changes_to_report
+    from ppq2l.engine.training_state import changes_to_report
     assert changes_to_report(plan) == (["Loss.Train"], ["Global.print_batch_step"])

@@ -1,5 +1,8 @@
-"""What resuming does when the config differs from the one the checkpoint was trained with.
+"""The training state: what `latest.pth` holds (`training_state`) and how a run continues from it
+(`restore_training_state`): model, EMA, optimizer, schedule, loss scaler, counters, best metric
+and the random number generators, so a resumed run equals an uninterrupted one.
 
+What resuming does when the config differs from the one the checkpoint was trained with.
 Nothing changes silently. Per key:
 - `Optimizer.name`: an error; the optimizer state (moments) of one optimizer means nothing to
   another. Start a new run from the weights instead (`Global.pretrained_model`).
@@ -15,6 +18,7 @@ The resolved config written to `config.yaml` is the one that runs.
 """
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -22,10 +26,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from ppq2l.errors import CheckpointError
+from ppq2l.engine.checkpoint import check_state_dict, extract_state_dict, load_checkpoint
+from ppq2l.engine.ema import ModelEMA
+from ppq2l.errors import CheckpointError, ConfigError
 
 # Keys whose change needs no warning: where and how often things are written or printed.
 BOOKKEEPING = ("Global.output_dir", "Global.checkpoints", "Global.pretrained_model",
@@ -40,6 +47,8 @@ SCHEDULE = ("Optimizer", "Global.epochs", "Global.update_freq", "DataLoader.Trai
 FORBIDDEN = {"Optimizer.name": "the optimizer state (moments, step counts) belongs to the "
                                "checkpoint's optimizer"}
 MISSING = "(absent)"
+# What a checkpoint needs to resume from; a best_model.pth has the weights only.
+RESUMABLE = ("model", "optimizer", "lr_scheduler", "epoch")
 
 
 @dataclass
@@ -148,3 +157,101 @@ def restore_rng_state(rng: dict[str, Any]) -> None:
                              saved["position"], saved["has_gauss"], saved["cached_gaussian"]))
     if rng.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def training_state(model: nn.Module, ema: ModelEMA | None, optimizer: Optimizer,
+                   lr_scheduler: LRScheduler, scaler: torch.amp.GradScaler, *, epoch: int,
+                   epoch_batches: int, global_step: int, skipped_nonfinite: int,
+                   best: dict[str, Any], config: dict) -> dict[str, Any]:
+    """Everything needed to continue a run after `epoch` (or, with `epoch_batches` > 0, inside
+    epoch `epoch + 1` after that many of its batches)."""
+    return {
+        "model": model.state_dict(),
+        "ema": ema.state_dict() if ema else None,
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": lr_scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "global_step": global_step,
+        "epoch_batches": epoch_batches,
+        "skipped_nonfinite": skipped_nonfinite,
+        "best": dict(best),
+        "rng": capture_rng_state(),
+        "config": config,
+    }
+
+
+@dataclass
+class Resumed:
+    """Where a restored run continues, and the EMA it continues with."""
+
+    start_epoch: int
+    epoch_batches: int
+    global_step: int
+    skipped_nonfinite: int
+    best: dict[str, Any]
+    ema: ModelEMA | None
+
+
+def restore_training_state(path: str, config: dict, model: nn.Module, ema: ModelEMA | None,
+                           optimizer: Optimizer, lr_scheduler: LRScheduler,
+                           scaler: torch.amp.GradScaler, *, epochs: int, best: dict[str, Any],
+                           logger: logging.Logger) -> Resumed:
+    """Load the `training_state` in `path` into the freshly built parts of a run (`best`: its
+    empty record); a config that differs from the checkpoint's is applied key by key as this
+    module's docstring says, and every change is logged."""
+    state = load_checkpoint(path)
+    missing = [key for key in RESUMABLE if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} cannot resume training: it lacks {', '.join(missing)} "
+                              f"(a best_model.pth holds weights only; resume from latest.pth, or "
+                              f"pass it as Global.pretrained_model to start from its weights)")
+    plan = plan_resume(state.get("config"), config, str(path))
+    warned, quiet = changes_to_report(plan)
+    if warned:
+        logger.warning("resuming %s with a config that differs from its own; the new values "
+                       "apply from here: %s", path, plan.describe(warned))
+    if quiet:
+        logger.info("resuming with other paths or intervals: %s", plan.describe(quiet))
+    weights = extract_state_dict(state, path)
+    check_state_dict(model, weights, source=str(path))
+    model.load_state_dict(weights)
+    ema = restore_ema(ema, model, state.get("ema"), path, logger)
+    global_step = int(state.get("global_step", 0))
+    restore_optimization(optimizer, lr_scheduler, state, plan.rebuild_schedule, global_step,
+                         str(path))
+    if plan.rebuild_schedule:
+        logger.warning("the optimizer settings and learning-rate schedule of the config apply "
+                       "from step %d (lr now %.3g)", global_step,
+                       float(optimizer.param_groups[0]["lr"]))
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if int(state["epoch"]) >= epochs:
+        raise ConfigError(f"{path} has already trained {state['epoch']} epochs and Global.epochs "
+                          f"is {epochs}: nothing left to train. Raise Global.epochs to train longer")
+    resumed = Resumed(start_epoch=int(state["epoch"]) + 1,
+                      epoch_batches=int(state.get("epoch_batches", 0)), global_step=global_step,
+                      skipped_nonfinite=int(state.get("skipped_nonfinite", 0)),
+                      best=dict(state.get("best") or best), ema=ema)
+    restore_rng_state(state.get("rng") or {})
+    logger.info("resumed from %s: continuing at epoch %d after its batch %d (step %d), best %s = "
+                "%s", path, resumed.start_epoch, resumed.epoch_batches, global_step,
+                best["metric"], resumed.best["value"])
+    return resumed
+
+
+def restore_ema(ema: ModelEMA | None, model: nn.Module, saved: dict[str, Any] | None, path: str,
+                logger: logging.Logger) -> ModelEMA | None:
+    """The run's EMA after resuming: the saved one, or (saved without EMA) one restarted from
+    `model`; EMA weights the config has no EMA section for are dropped with a warning."""
+    if ema is None:
+        if saved is not None:
+            logger.warning("%s has EMA weights but the config has no EMA section: they are "
+                           "dropped", path)
+        return None
+    if saved is None:
+        logger.warning("%s has no EMA weights; the EMA restarts from the model", path)
+        return ModelEMA(model, ema.decay, ema.warmup)
+    check_state_dict(ema.module, saved.get("module", {}), source=f"{path} (its EMA weights)")
+    ema.load_state_dict(saved)
+    return ema
