@@ -9,6 +9,7 @@ from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.data.device_normalize import split_device_normalization
 from ppq2l.data.transforms import build_transforms
+from ppq2l.export.onnx_export import inference_transforms
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
@@ -32,4 +33,4 @@ def test_config_builds_and_runs(path):
         transforms = build_transforms(section["dataset"]["transform_ops"], f"DataLoader.{split}")
         if (section.get("loader") or {}).get("normalize_on_device"):
             split_device_normalization(transforms, f"DataLoader.{split}")  # ends with normalisation
-    build_transforms(config["Infer"]["transforms"], "Infer.transforms")
+    build_transforms(inference_transforms(config), "inference preprocessing")

@@ -39,7 +39,7 @@ def deployed(tiny_demo_root, tmp_path_factory):
     """An exported tiny Query2Label, its torch config, and a folder of good and bad inputs."""
     folder = tmp_path_factory.mktemp("deploy")
     overrides = tiny_overrides(tiny_demo_root, folder / "output") + [
-        "Infer.transforms.ResizeImage.size=64", "Global.image_shape=[3, 64, 64]",
+        "Global.image_shape=[3, 64, 64]",
         f"Global.save_inference_dir={folder / 'inference'}"]
     config = get_config(DEMO_CONFIG, overrides)
     checkpoint = folder / "weights.pth"

@@ -31,7 +31,7 @@ def load_tool(name):
 def export_overrides(root, folder, extra=()):
     """Tiny demo config at 64 px, weights saved to `folder`, export to `folder/inference`."""
     overrides = tiny_overrides(root, folder / "output") + [
-        "Infer.transforms.ResizeImage.size=64", "Global.image_shape=[3, 64, 64]",
+        "Global.image_shape=[3, 64, 64]",
         f"Global.save_inference_dir={folder / 'inference'}", *extra]
     config = get_config(DEMO_CONFIG, overrides)
     checkpoint = folder / "weights.pth"
@@ -144,7 +144,7 @@ def test_parity_check_fails_on_a_wrong_graph(exported_q2l, tiny_demo_root, tmp_p
 
 def test_variable_size_preprocessing_needs_dynamic_export(tiny_demo_root, tmp_path):
     overrides = export_overrides(tiny_demo_root, tmp_path, [
-        "Infer.transforms.1={ResizeImage: {resize_short: 64}}"])
+        "DataLoader.Eval.dataset.transform_ops.1={ResizeImage: {resize_short: 64}}"])
     with pytest.raises(ConfigError, match="export_dynamic_spatial"):
         load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
 
@@ -171,7 +171,7 @@ def export_over(folder, good, checkpoint_state):
 def good_export(exported_q2l, tiny_demo_root, tmp_path):
     folder, _ = exported_q2l
     overrides = tiny_overrides(tiny_demo_root, tmp_path / "output") + [
-        "Infer.transforms.ResizeImage.size=64", "Global.image_shape=[3, 64, 64]"]
+        "Global.image_shape=[3, 64, 64]"]
     return {"inference": folder / "inference", "overrides": overrides,
             "weights": build_model(get_config(DEMO_CONFIG, overrides)["Arch"]).state_dict()}
 

@@ -13,6 +13,7 @@ from ppq2l.arch import build_model
 from ppq2l.config import get_config, read_yaml, save_config
 from ppq2l.data.transforms import build_transforms
 from ppq2l.engine.checkpoint import save_checkpoint
+from ppq2l.export.onnx_export import inference_transforms
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,7 @@ def setup(tiny_demo_root, tmp_path_factory):
     raw = read_yaml(DEMO_CONFIG)
     raw["Infer"].update({"visualize": False, "save_path": None})
     save_config(raw, folder / "config.yaml")
-    overrides = tiny_overrides(tiny_demo_root, folder / "output") + [
-        "Infer.transforms.ResizeImage.size=64"]
+    overrides = tiny_overrides(tiny_demo_root, folder / "output")
     config = get_config(DEMO_CONFIG, overrides)
     torch.manual_seed(0)
     model = build_model(config["Arch"]).eval()
@@ -56,7 +56,7 @@ def test_scores_are_the_models_sigmoid_in_batches(infer_tool, setup, tmp_path):
         "Infer.batch_size=2", "Infer.PostProcess.threshold=0.0", f"Infer.save_path={save_path}"]))
     files = sorted(setup["images"].iterdir())
     assert [r["file_name"] for r in records] == [str(f) for f in files]
-    compose = build_transforms(setup["config"]["Infer"]["transforms"])
+    compose = build_transforms(inference_transforms(setup["config"]))
     with torch.no_grad():
         expected = torch.sigmoid(setup["model"](torch.from_numpy(
             np.stack([compose(f.read_bytes()) for f in files])))).numpy()
