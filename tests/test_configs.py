@@ -1,7 +1,8 @@
 """Every shipped config resolves, and its model, loss, metrics, optimizer and transforms build
 (pretrained weights switched off, small input) and run a forward pass. The model zoo is written on
 `_base_` files (configs/_base_/): each config must resolve to exactly what its flat file did before
-that rewrite, less the Infer.transforms copy (inference preprocessing is the Eval transform_ops)."""
+that rewrite, less the Infer.transforms copy (inference preprocessing is the Eval transform_ops).
+A deliberate change to what a zoo config resolves to changes its entry in the fixture as well."""
 import copy
 import json
 from pathlib import Path
