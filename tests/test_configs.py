@@ -1,19 +1,32 @@
 """Every shipped config resolves, and its model, loss, metrics, optimizer and transforms build
-(pretrained weights switched off, small input) and run a forward pass."""
+(pretrained weights switched off, small input) and run a forward pass. The model zoo is written on
+`_base_` files (configs/_base_/): each config must resolve to exactly what its flat file did before
+that rewrite, less the Infer.transforms copy (inference preprocessing is the Eval transform_ops).
+A deliberate change to what a zoo config resolves to changes its entry in the fixture as well."""
+import copy
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from ppq2l.arch import build_model
-from ppq2l.config import get_config
+from ppq2l.config import get_config, read_config_file, read_yaml, save_config
 from ppq2l.data.device_normalize import split_device_normalization
 from ppq2l.data.transforms import build_transforms
+from ppq2l.export.onnx_export import inference_transforms
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+BASE_DIR = CONFIG_DIR / "_base_"
+CONFIGS = sorted(path for path in CONFIG_DIR.rglob("*.yaml") if "_base_" not in path.parts)
+BASES = sorted(BASE_DIR.rglob("*.yaml"))
+# The shipped configs as parsed from their files at 54e98ea, when each was one flat file (how the
+# fixture was made: its "about" line). Checked in, so no git history is needed to run this.
+BEFORE = json.loads((Path(__file__).parent / "fixtures" / "configs_at_54e98ea.json")
+                    .read_text(encoding="utf-8"))["configs"]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
@@ -32,4 +45,99 @@ def test_config_builds_and_runs(path):
         transforms = build_transforms(section["dataset"]["transform_ops"], f"DataLoader.{split}")
         if (section.get("loader") or {}).get("normalize_on_device"):
             split_device_normalization(transforms, f"DataLoader.{split}")  # ends with normalisation
-    build_transforms(config["Infer"]["transforms"], "Infer.transforms")
+    build_transforms(inference_transforms(config), "inference preprocessing")
+
+
+def differences(expected, actual, where="config"):
+    """Where `actual` differs from `expected`, types included (1 is not 1.0, True is not 1)."""
+    if type(expected) is not type(actual):
+        return [f"{where}: {expected!r} expected, got {actual!r}"]
+    if isinstance(expected, dict):
+        found = [f"{where}.{key}: missing" for key in expected if key not in actual]
+        found += [f"{where}.{key}: not expected ({actual[key]!r})" for key in actual
+                  if key not in expected]
+        for key in expected.keys() & actual.keys():
+            found += differences(expected[key], actual[key], f"{where}.{key}")
+        return found
+    if isinstance(expected, list):
+        if len(expected) != len(actual):
+            return [f"{where}: {len(expected)} entries expected, got {len(actual)}: {actual!r}"]
+        return [line for index, (want, got) in enumerate(zip(expected, actual))
+                for line in differences(want, got, f"{where}.{index}")]
+    return [] if expected == actual else [f"{where}: {expected!r} expected, got {actual!r}"]
+
+
+def resolve_before(name, folder):
+    """The config `name` as get_config resolves its flat file of 54e98ea, without Infer.transforms;
+    and that Infer.transforms list."""
+    flat = copy.deepcopy(BEFORE[name])
+    infer_ops = flat["Infer"].pop("transforms")
+    save_config(flat, folder / "before.yaml")
+    assert differences(flat, read_config_file(folder / "before.yaml")) == []  # a faithful copy
+    return get_config(folder / "before.yaml"), infer_ops
+
+
+@pytest.mark.parametrize("name", sorted(BEFORE))
+def test_config_resolves_as_before_the_bases(name, tmp_path):
+    expected, infer_ops = resolve_before(name, tmp_path)
+    actual = get_config(CONFIG_DIR / name)
+    assert differences(expected, actual) == []
+    # inference and export preprocess exactly as the removed Infer.transforms did
+    assert "transforms" not in actual["Infer"]
+    assert differences(infer_ops, inference_transforms(actual), "inference preprocessing") == []
+
+
+def test_the_demo_config_stays_one_file():
+    assert "_base_" not in read_yaml(CONFIG_DIR / "quick_start" / "Q2L_demo_shapes.yaml")
+
+
+def base_files(path):
+    """The `_base_` files `path` names, directly or through its bases."""
+    bases = read_yaml(path).get("_base_") or []
+    found = set()
+    for base in [bases] if isinstance(bases, str) else bases:
+        base_path = (path.parent / base).resolve()
+        found |= {base_path} | base_files(base_path)
+    return found
+
+
+def test_every_base_is_used_and_says_what_it_holds():
+    used = set().union(*(base_files(path) for path in CONFIGS))
+    assert sorted(used) == BASES
+    for path in BASES:
+        assert path.read_text(encoding="utf-8").startswith("# "), f"{path}: no header comment"
+
+
+def containers(node, seen):
+    """Collect the ids of every dict and list under `node`; True if one turns up twice."""
+    if isinstance(node, (dict, list)):
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        return any(containers(child, seen) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_no_two_places_share_one_object(path):
+    """An override changes one place only (YAML anchors or a shared base must not alias)."""
+    assert not containers(get_config(path), set())
+
+
+def test_overrides_by_op_name_reach_inherited_lists():
+    zoo = CONFIG_DIR / "MultiLabelCOCO" / "Query2Label"
+    config = get_config(zoo / "Q2L_CvT_w24_384.yaml", [
+        "DataLoader.Eval.dataset.transform_ops.ResizeImage.size=320",
+        "DataLoader.Train.dataset.transform_ops.Cutout.fact=0.25",
+        "Arch.backbone.arch=cvt_13"])
+    ops = {split: {next(iter(op)): op[next(iter(op))]
+                   for op in config["DataLoader"][split]["dataset"]["transform_ops"]}
+           for split in ("Train", "Eval")}
+    assert ops["Eval"]["ResizeImage"] == {"size": 320}
+    assert ops["Train"]["ResizeImage"] == {"size": 384} and ops["Train"]["Cutout"]["fact"] == 0.25
+    assert {"ResizeImage": {"size": 320}} in inference_transforms(config)  # export follows Eval
+    assert config["Arch"]["backbone"]["arch"] == "cvt_13"
+    # neither the base files nor a config sharing them saw the change
+    for path in (zoo / "Q2L_CvT_w24_384.yaml", zoo / "Q2L_SwinL_384.yaml"):
+        fresh = get_config(path)
+        assert {"ResizeImage": {"size": 384}} in fresh["DataLoader"]["Eval"]["dataset"]["transform_ops"]

@@ -13,7 +13,7 @@ TINY_ML_DECODER = ("Arch={name: MLDecoder, class_num: 12, num_of_groups: 5, deco
 
 def test_ml_decoder_onnxruntime_matches_torch(tiny_demo_root, tmp_path):
     overrides = tiny_overrides(tiny_demo_root, tmp_path / "output") + [
-        TINY_ML_DECODER, "Infer.transforms.ResizeImage.size=64", "Global.image_shape=[3, 64, 64]",
+        TINY_ML_DECODER, "Global.image_shape=[3, 64, 64]",
         f"Global.save_inference_dir={tmp_path / 'inference'}", "Global.export_dynamic_spatial=True"]
     config = get_config(DEMO_CONFIG, overrides)
     save_checkpoint({"model": build_model(config["Arch"]).state_dict()}, tmp_path / "weights.pth")

@@ -33,7 +33,7 @@ def tiny(tiny_demo_root, tmp_path_factory):
     weight is NaN, and a good export of the first."""
     folder = tmp_path_factory.mktemp("export_faults")
     overrides = tiny_overrides(tiny_demo_root, folder / "output") + [
-        "Infer.transforms.ResizeImage.size=64", "Global.image_shape=[3, 64, 64]"]
+        "Global.image_shape=[3, 64, 64]"]
     config = get_config(DEMO_CONFIG, overrides)
     torch.manual_seed(0)
     weights = build_model(config["Arch"]).state_dict()

@@ -21,9 +21,11 @@ INFER = "tools/infer.py"
 @pytest.fixture(scope="module")
 def setup(tiny_demo_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("infer")
-    # the demo config leaves the optional Infer keys out; overrides can only change present keys
+    # the demo config leaves the optional Infer keys out (its inference preprocessing is the Eval
+    # ops); overrides can only change present keys, so they are written out here
     raw = read_yaml(DEMO_CONFIG)
-    raw["Infer"].update({"visualize": False, "save_path": None})
+    raw["Infer"].update({"visualize": False, "save_path": None,
+                         "transforms": raw["DataLoader"]["Eval"]["dataset"]["transform_ops"]})
     save_config(raw, folder / "config.yaml")
     overrides = tiny_overrides(tiny_demo_root, folder / "output")
     config = get_config(DEMO_CONFIG, overrides)
