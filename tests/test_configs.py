@@ -14,7 +14,7 @@ from ppq2l.arch import build_model
 from ppq2l.config import get_config, read_config_file, read_yaml, save_config
 from ppq2l.data.device_normalize import split_device_normalization
 from ppq2l.data.transforms import build_transforms
-from ppq2l.export.onnx_export import inference_transforms
+from ppq2l.predict import inference_transforms
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
@@ -45,7 +45,7 @@ def test_config_builds_and_runs(path):
         transforms = build_transforms(section["dataset"]["transform_ops"], f"DataLoader.{split}")
         if (section.get("loader") or {}).get("normalize_on_device"):
             split_device_normalization(transforms, f"DataLoader.{split}")  # ends with normalisation
-    build_transforms(inference_transforms(config), "inference preprocessing")
+    build_transforms(inference_transforms(config)[0], "inference preprocessing")
 
 
 def differences(expected, actual, where="config"):
@@ -84,7 +84,7 @@ def test_config_resolves_as_before_the_bases(name, tmp_path):
     assert differences(expected, actual) == []
     # inference and export preprocess exactly as the removed Infer.transforms did
     assert "transforms" not in actual["Infer"]
-    assert differences(infer_ops, inference_transforms(actual), "inference preprocessing") == []
+    assert differences(infer_ops, inference_transforms(actual)[0], "inference preprocessing") == []
 
 
 def test_the_demo_config_stays_one_file():
@@ -135,7 +135,7 @@ def test_overrides_by_op_name_reach_inherited_lists():
            for split in ("Train", "Eval")}
     assert ops["Eval"]["ResizeImage"] == {"size": 320}
     assert ops["Train"]["ResizeImage"] == {"size": 384} and ops["Train"]["Cutout"]["fact"] == 0.25
-    assert {"ResizeImage": {"size": 320}} in inference_transforms(config)  # export follows Eval
+    assert {"ResizeImage": {"size": 320}} in inference_transforms(config)[0]  # export follows Eval
     assert config["Arch"]["backbone"]["arch"] == "cvt_13"
     # neither the base files nor a config sharing them saw the change
     for path in (zoo / "Q2L_CvT_w24_384.yaml", zoo / "Q2L_SwinL_384.yaml"):
