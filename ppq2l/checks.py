@@ -23,8 +23,11 @@ def closest(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
 
 def did_you_mean(name: Any, candidates: Iterable[str], limit: int = 3) -> str:
     """` Did you mean 'a' or 'b'?` for the candidates closest to `name`, or "" when none is."""
-    near = closest(str(name), candidates, limit)
-    return f" Did you mean {' or '.join(repr(item) for item in near)}?" if near else ""
+    near = [repr(item) for item in closest(str(name), candidates, limit)]
+    if not near:
+        return ""
+    listed = near[0] if len(near) == 1 else f"{', '.join(near[:-1])} or {near[-1]}"
+    return f" Did you mean {listed}?"
 
 
 def is_number(value: Any) -> bool:
@@ -112,8 +115,8 @@ def choice(value: Any, key: str, choices: Sequence[Any], *, where: str = "") -> 
     """`value` if it is one of `choices`; otherwise the error suggests the closest ones."""
     if value not in choices:
         listed = ", ".join(str(item) for item in choices)
-        raise _fail(where, f"unknown {key} {value!r}.{did_you_mean(value, map(str, choices))} "
-                           f"Valid: {listed}")
+        raise _fail(where, f"{key} must be one of {listed}, got {value!r}."
+                           f"{did_you_mean(value, map(str, choices))}")
     return value
 
 

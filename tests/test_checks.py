@@ -61,10 +61,11 @@ def test_flag_accepts_only_booleans():
 
 def test_choice_names_the_valid_values_and_the_closest():
     assert choice("voc", "map_type", ("integral", "voc")) == "voc"
-    with pytest.raises(ConfigError, match=r"^MultiLabelMAP: unknown map_type '11points'\. Did you "
-                                          r"mean '11point'\? Valid: integral, voc, 11point$"):
+    with pytest.raises(ConfigError, match=r"^MultiLabelMAP: map_type must be one of integral, voc, "
+                                          r"11point, got '11points'\. Did you mean '11point'\?$"):
         choice("11points", "map_type", ("integral", "voc", "11point"), where="MultiLabelMAP")
-    with pytest.raises(ConfigError, match=r"unknown reduction \['sum'\]\. Did you mean 'sum'\? Valid: sum, mean"):
+    with pytest.raises(ConfigError, match=r"^reduction must be one of sum, mean, got \['sum'\]\. Did you "
+                                          r"mean 'sum'\?$"):
         choice(["sum"], "reduction", ("sum", "mean"))
 
 
@@ -80,3 +81,9 @@ def test_number_list_length_items_order_and_example():
         number_list([2, 2], "milestones", integers=True, minimum=1, increasing=True)
     with pytest.raises(ConfigError, match="image_shape must be a list of 3 positive integers"):
         number_list([3, 8.0, 8], "image_shape", length=3, integers=True, minimum=1)
+
+
+def test_several_suggestions_read_as_a_list():
+    hint = did_you_mean("resnet5", ["resnet50", "resnet18", "resnet34", "vit_base"], limit=3)
+    assert hint.startswith(" Did you mean 'resnet50', ") and hint.count(" or ") == 1
+    assert hint.endswith("?")

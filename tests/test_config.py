@@ -124,7 +124,7 @@ def test_adding_a_key_to_a_plain_mapping_is_refused(config_path):
     ("Global: {eval_during_train: 1}\nArch: {name: X}\n", "Global.eval_during_train must be true or false, got 1"),
     ("Global: {}\nArchitecture: {name: X}\n", "unknown section 'Architecture'"),
     ("Global: {}\n", "needs a 'Arch' section"),
-    ("Global: {}\nArch: {name: X}\nAMP: {dtype: float8}\n", "unknown AMP.dtype 'float8'. Did you mean 'float16'"),
+    ("Global: {}\nArch: {name: X}\nAMP: {dtype: float8}\n", "AMP.dtype must be one of float16, bfloat16, got 'float8'. Did you mean 'float16'"),
     ("Global: {}\nArch: {name: X}\nEMA: {decay: 1.5}\n", "EMA.decay must be a number in (0, 1), got 1.5"),
     ("Global: {}\nArch: {name: X}\nInfer: {infer_img: a.jpg}\n", "Did you mean 'infer_imgs'"),
     ("- just\n- a list\n", "must be a mapping"),

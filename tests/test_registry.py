@@ -139,3 +139,18 @@ def test_errors_of_nested_components_keep_their_own_place():
 
     with pytest.raises(ConfigError, match=r"^Arch\.inner: bad inner \{\}$"):
         registry.build_mapping({"name": "Outer", "inner": {}}, "Arch")
+
+
+def test_names_in_configs_are_the_names_in_code():
+    import ppq2l.arch  # noqa: F401 - importing the packages registers their components
+    import ppq2l.loss  # noqa: F401
+    import ppq2l.metric  # noqa: F401
+    import ppq2l.optimizer  # noqa: F401
+    import ppq2l.postprocess  # noqa: F401
+    from ppq2l.registry import (ARCHS, BACKBONES, LOSSES, LR_SCHEDULERS, METRICS, OPTIMIZERS,
+                                POSTPROCESSES)
+
+    for registry in (ARCHS, BACKBONES, LOSSES, LR_SCHEDULERS, METRICS, OPTIMIZERS, POSTPROCESSES):
+        assert registry.names(), registry.kind
+        for name in registry.names():
+            assert registry.get(name).__name__ == name, (registry.kind, name)

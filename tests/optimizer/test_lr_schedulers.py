@@ -165,7 +165,7 @@ def test_steps_in_trainer_order_raise_no_warnings():
     ({"name": "OneCycleLR", "learning_rate": 1e-3, "pct_start": 1.5},
      r"Optimizer\.lr OneCycleLR: pct_start must be a number from 0 to 1, got 1\.5"),
     ({"name": "OneCycleLR", "learning_rate": 1e-3, "anneal_strategy": "exp"},
-     r"Optimizer\.lr OneCycleLR: unknown anneal_strategy 'exp'\. Valid: cos, linear"),
+     r"Optimizer\.lr OneCycleLR: anneal_strategy must be one of cos, linear, got 'exp'"),
     ({"name": "CosineWarmup", "learning_rate": 1e-3, "warmup_epoch": 2},
      r"Optimizer\.lr CosineWarmup: warmup_epoch 2 leaves no steps to decay in 2 epochs"),
     ({"name": "MultiStepDecay", "learning_rate": 1e-3, "milestones": [2, 1]},
