@@ -60,6 +60,7 @@ EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
                                 "use_dynamic_loss_scaling": True}
 INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path")
+LOSS_KEYS = ("Train", "Eval")
 AMP_DTYPES = ("float16", "bfloat16")
 SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS}
 
@@ -222,7 +223,8 @@ def _check_type(where: str, value: Any, default: Any) -> None:
 
 
 def validate_config(config: dict) -> None:
-    """Check section names, the keys and value types of Global/EMA/AMP, and the Infer keys."""
+    """Check section names, the keys and value types of Global/EMA/AMP, and the Infer and Loss
+    keys."""
     if not isinstance(config, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(config).__name__}")
     for section in config:
@@ -244,9 +246,13 @@ def validate_config(config: dict) -> None:
         choice(config["AMP"]["dtype"], "AMP.dtype", AMP_DTYPES)
     if config.get("EMA"):
         number(config["EMA"]["decay"], "EMA.decay", above=0.0, below=1.0)
-    for key in (config.get("Infer") or {}):
-        if key not in INFER_KEYS:
-            raise ConfigError(f"Infer.{key}: unknown key.{_hint(key, INFER_KEYS)}")
+    for section, keys in (("Infer", INFER_KEYS), ("Loss", LOSS_KEYS)):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ConfigError(f"section {section!r} must be a mapping with keys "
+                              f"{', '.join(keys)}, got {config[section]!r}")
+        for key in (config.get(section) or {}):
+            if key not in keys:
+                raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, keys)}")
 
 
 BASE_KEY, DELETE_KEY = "_base_", "_delete_"
