@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from ppq2l.checks import closest, did_you_mean  # noqa: F401 - closest: kept for older imports
+from ppq2l.checks import closest, did_you_mean  # noqa: F401 - ppq2l/data imports closest from here
 from ppq2l.errors import ConfigError
 
 LIST_ENTRY_SHAPE = "a one-key mapping `- ClassName: {keyword: value}`"

@@ -4,8 +4,6 @@ Its state-dict keys are torchvision's ResNet keys without `fc.*`, so official Qu
 checkpoints (`module.backbone.0.body.*`) map onto `backbone.body.*` by renaming only."""
 from __future__ import annotations
 
-from typing import Any
-
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d

@@ -3,7 +3,6 @@ transformer; a per-class linear layer turns each decoded query into that class's
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
