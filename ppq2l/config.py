@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import yaml
 
+from ppq2l.checks import choice, did_you_mean, flag, integer, number
 from ppq2l.errors import ConfigError
-from ppq2l.registry import closest
 from ppq2l.utils.atomic_write import write_text_atomic
 
 SECTIONS = ("Global", "Arch", "Loss", "Metric", "Optimizer", "DataLoader", "Infer", "EMA", "AMP")
@@ -60,6 +60,8 @@ EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
                                 "use_dynamic_loss_scaling": True}
 INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path")
+LOSS_KEYS = ("Train", "Eval")
+AMP_DTYPES = ("float16", "bfloat16")
 SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS}
 
 
@@ -89,9 +91,7 @@ def parse_yaml(text: str, source: str = "<text>") -> Any:
 
 
 def _hint(key: str, valid: Sequence[str]) -> str:
-    near = closest(str(key), valid)
-    hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
-    return f"{hint} Valid keys: {', '.join(map(str, valid)) or '(none)'}"
+    return f"{did_you_mean(key, valid)} Valid keys: {', '.join(map(str, valid)) or '(none)'}"
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
@@ -208,24 +208,23 @@ def _fill_defaults(config: dict) -> None:
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:
+    """A value of the kind its default has (a None default or value is not checked)."""
     if default is None or value is None:
         return
-    expected: tuple[type, ...]
     if isinstance(default, bool):
-        expected = (bool,)
+        flag(value, where)
     elif isinstance(default, int):
-        expected = (int,)
+        integer(value, where)
     elif isinstance(default, float):
-        expected = (int, float)
-    else:
-        expected = (type(default),)
-    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-        raise ConfigError(f"{where} must be {' or '.join(t.__name__ for t in expected)}, "
-                          f"got {value!r}")
+        number(value, where)
+    elif not isinstance(value, type(default)):
+        kind = "a string" if isinstance(default, str) else f"a {type(default).__name__}"
+        raise ConfigError(f"{where} must be {kind}, got {value!r}")
 
 
 def validate_config(config: dict) -> None:
-    """Check section names, the keys and value types of Global/EMA/AMP, and the Infer keys."""
+    """Check section names, the keys and value types of Global/EMA/AMP, and the Infer and Loss
+    keys."""
     if not isinstance(config, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(config).__name__}")
     for section in config:
@@ -243,15 +242,17 @@ def validate_config(config: dict) -> None:
             if key not in defaults:
                 raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, list(defaults))}")
             _check_type(f"{section}.{key}", value, defaults[key])
-    if config.get("AMP") and config["AMP"]["dtype"] not in ("float16", "bfloat16"):
-        raise ConfigError(f"AMP.dtype must be 'float16' or 'bfloat16', got {config['AMP']['dtype']!r}")
+    if config.get("AMP"):
+        choice(config["AMP"]["dtype"], "AMP.dtype", AMP_DTYPES)
     if config.get("EMA"):
-        decay = config["EMA"]["decay"]
-        if not 0.0 < decay < 1.0:
-            raise ConfigError(f"EMA.decay must be in (0, 1), got {decay!r}")
-    for key in (config.get("Infer") or {}):
-        if key not in INFER_KEYS:
-            raise ConfigError(f"Infer.{key}: unknown key.{_hint(key, INFER_KEYS)}")
+        number(config["EMA"]["decay"], "EMA.decay", above=0.0, below=1.0)
+    for section, keys in (("Infer", INFER_KEYS), ("Loss", LOSS_KEYS)):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ConfigError(f"section {section!r} must be a mapping with keys "
+                              f"{', '.join(keys)}, got {config[section]!r}")
+        for key in (config.get(section) or {}):
+            if key not in keys:
+                raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, keys)}")
 
 
 BASE_KEY, DELETE_KEY = "_base_", "_delete_"

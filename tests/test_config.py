@@ -120,13 +120,16 @@ def test_adding_a_key_to_a_plain_mapping_is_refused(config_path):
 
 @pytest.mark.parametrize("yaml_text, fragment", [
     ("Global: {epoch: 3}\nArch: {name: X}\n", "Global.epoch: unknown key. Did you mean 'epochs'"),
-    ("Global: {epochs: three}\nArch: {name: X}\n", "Global.epochs must be int, got 'three'"),
-    ("Global: {eval_during_train: 1}\nArch: {name: X}\n", "Global.eval_during_train must be bool"),
+    ("Global: {epochs: three}\nArch: {name: X}\n", "Global.epochs must be an integer, got 'three'"),
+    ("Global: {eval_during_train: 1}\nArch: {name: X}\n", "Global.eval_during_train must be true or false, got 1"),
     ("Global: {}\nArchitecture: {name: X}\n", "unknown section 'Architecture'"),
     ("Global: {}\n", "needs a 'Arch' section"),
-    ("Global: {}\nArch: {name: X}\nAMP: {dtype: float8}\n", "AMP.dtype must be 'float16' or 'bfloat16'"),
-    ("Global: {}\nArch: {name: X}\nEMA: {decay: 1.5}\n", "EMA.decay must be in (0, 1)"),
+    ("Global: {}\nArch: {name: X}\nAMP: {dtype: float8}\n", "AMP.dtype must be one of float16, bfloat16, got 'float8'. Did you mean 'float16'"),
+    ("Global: {}\nArch: {name: X}\nEMA: {decay: 1.5}\n", "EMA.decay must be a number in (0, 1), got 1.5"),
     ("Global: {}\nArch: {name: X}\nInfer: {infer_img: a.jpg}\n", "Did you mean 'infer_imgs'"),
+    ("Global: {}\nArch: {name: X}\nLoss: {eval: []}\n", "Loss.eval: unknown key. Did you mean 'Eval'?"),
+    ("Global: {}\nArch: {name: X}\nLoss: [{AsymmetricLoss: {}}]\n",
+     "section 'Loss' must be a mapping with keys Train, Eval"),
     ("- just\n- a list\n", "must be a mapping"),
     ("Global: {epochs: [1\n", "is not valid YAML"),
 ])

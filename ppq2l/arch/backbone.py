@@ -11,8 +11,9 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from ppq2l.checks import did_you_mean, integer
 from ppq2l.errors import CheckpointError, ConfigError
-from ppq2l.registry import BACKBONES, closest
+from ppq2l.registry import BACKBONES, located
 
 # Top-level names timm models use for their classifier; a weight file for the full model carries
 # them, the headless backbone does not.
@@ -22,21 +23,19 @@ CLASSIFIER_KEYS = tuple(prefix + "." for prefix in CLASSIFIER_PREFIXES)
 EXTERNAL_NAME_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
 
 
-@BACKBONES.register
 class TimmBackbone(nn.Module):
     """A timm model without pooling and classifier; `forward` returns its last feature map as
     [B, num_channels, H/stride, W/stride]. `pretrained`: False (random), True (timm hub download,
-    needs network) or a local weight file path."""
+    needs network) or a local weight file path. Not registered: `build_backbone` builds every
+    name that is not a registered backbone as a timm model."""
 
     def __init__(self, name: str, pretrained: bool | str = False, out_stride: int | None = None,
                  **timm_kwargs: Any) -> None:
         super().__init__()
         check_timm_name(name)
         pretrained = check_pretrained(pretrained, name)
-        if out_stride is not None and (isinstance(out_stride, bool)
-                                       or not isinstance(out_stride, int) or out_stride < 1):
-            raise ConfigError(f"backbone {name!r}: out_stride must be a positive integer, "
-                              f"got {out_stride!r}")
+        integer(out_stride, "out_stride", minimum=1, allow_none=True,
+                why="the total downsampling", where=f"backbone {name!r}")
         self.name = name
         self.body = create_headless_timm_model(name, pretrained is True, timm_kwargs)
         self.num_channels = int(self.body.num_features)
@@ -129,25 +128,18 @@ def tokens_to_map(tokens: Tensor, model: nn.Module, name: str, size: tuple[int, 
     return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], rows, cols)
 
 
-def build_backbone(cfg: dict, where: str = "Arch.backbone") -> nn.Module:
+def build_backbone(cfg: Any, where: str = "Arch.backbone") -> nn.Module:
     """Build the backbone described by `cfg` = {name: <registered backbone or timm model name>,
     pretrained: ..., <keywords>}. The result has `.num_channels` and `.stride`."""
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{where} must be a mapping like {{name: resnet50, pretrained: false}}, "
-                          f"got {cfg!r}")
-    cfg = dict(cfg)
-    name = cfg.pop("name", None)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where} needs a 'name': a timm model (e.g. resnet50) or one of the "
-                          f"registered backbones ({', '.join(BACKBONES.names())})")
+    name, kwargs = BACKBONES.parse_mapping(
+        cfg, where, example="{name: resnet50, pretrained: false} (a timm model name or a "
+        "registered backbone)", registered_only=False)
+    if name in BACKBONES:
+        return BACKBONES.build(name, kwargs, where)
     try:
-        if name in BACKBONES and name != TimmBackbone.__name__:
-            return BACKBONES.build(name, cfg, where=where)
-        return TimmBackbone(name, **cfg)
+        return TimmBackbone(name, **kwargs)
     except ConfigError as error:
-        if str(error).startswith(where):
-            raise
-        raise ConfigError(f"{where}: {error}") from error
+        raise located(error, where) from error
 
 
 def check_timm_name(name: str) -> None:
@@ -159,9 +151,7 @@ def check_timm_name(name: str) -> None:
     architecture = name.split(".", 1)[0]  # "resnet50.a1_in1k" names a pretrained tag of resnet50
     if timm.is_model(architecture):
         return
-    candidates = list(BACKBONES.names()) + timm.list_models()
-    near = closest(architecture, candidates, limit=5)
-    hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+    hint = did_you_mean(architecture, BACKBONES.names() + timm.list_models(), limit=5)
     raise ConfigError(f"unknown backbone {name!r}: neither a registered backbone "
                       f"({', '.join(BACKBONES.names())}) nor a timm model.{hint}")
 

@@ -4,14 +4,12 @@ Its state-dict keys are torchvision's ResNet keys without `fc.*`, so official Qu
 checkpoints (`module.backbone.0.body.*`) map onto `backbone.body.*` by renaming only."""
 from __future__ import annotations
 
-from typing import Any
-
 import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from ppq2l.arch.backbone import check_pretrained, download_failed, load_local_weights
-from ppq2l.errors import ConfigError
+from ppq2l.checks import choice, flag, integer
 from ppq2l.registry import BACKBONES
 
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -45,15 +43,12 @@ class TorchvisionResNet(nn.Module):
     def __init__(self, arch: str = "resnet101", pretrained: bool | str = False,
                  frozen_bn: bool = True, frozen_stages: int = 1) -> None:
         super().__init__()
-        if arch not in RESNET_ARCHS:
-            raise ConfigError(f"TorchvisionResNet: unknown arch {arch!r}; "
-                              f"valid: {', '.join(RESNET_ARCHS)}")
-        if isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int) \
-                or not -1 <= frozen_stages <= len(STAGES):
-            raise ConfigError(f"TorchvisionResNet: frozen_stages must be an integer from -1 to "
-                              f"{len(STAGES)}, got {frozen_stages!r}")
+        where = "TorchvisionResNet"
+        choice(arch, "arch", RESNET_ARCHS, where=where)
+        integer(frozen_stages, "frozen_stages", minimum=-1, maximum=len(STAGES),
+                why="-1: train every stage", where=where)
         pretrained = check_pretrained(pretrained, arch)
-        norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        norm_layer = FrozenBatchNorm2d if flag(frozen_bn, "frozen_bn", where=where) else nn.BatchNorm2d
         # The official Query2Label starts from torchvision's original ImageNet weights (V1).
         weights = "IMAGENET1K_V1" if pretrained is True else None
         try:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from timm.layers import DropPath, trunc_normal_
 
 from ppq2l.arch.backbone import check_pretrained, load_local_weights
+from ppq2l.checks import choice, number, number_list
 from ppq2l.errors import ConfigError
 from ppq2l.registry import BACKBONES
 
@@ -217,17 +218,20 @@ class CvT(nn.Module):
                  dims: list[int] | None = None, depths: list[int] | None = None,
                  heads: list[int] | None = None, drop_path_rate: float | None = None) -> None:
         super().__init__()
-        if arch not in CVT_SPECS:
-            raise ConfigError(f"CvT: unknown arch {arch!r}; valid: {', '.join(CVT_SPECS)}")
+        where = "CvT"
+        choice(arch, "arch", tuple(CVT_SPECS), where=where)
         pretrained = check_pretrained(pretrained, arch)
         if pretrained is True:
             raise ConfigError("CvT: no hub download for CvT weights; set pretrained to the path "
                               "of a released CvT weight file (e.g. CvT-w24-384x384-IN-22k.pth)")
         spec = CVT_SPECS[arch]
-        overrides = {key: tuple(value) for key, value in
-                     (("dims", dims), ("depths", depths), ("heads", heads)) if value is not None}
+        overrides = {key: tuple(number_list(value, key, integers=True, minimum=1, where=where,
+                                            example="[64, 192, 384] (one per stage)"))
+                     for key, value in (("dims", dims), ("depths", depths), ("heads", heads))
+                     if value is not None}
         if drop_path_rate is not None:
-            overrides["drop_path_rate"] = float(drop_path_rate)
+            overrides["drop_path_rate"] = number(drop_path_rate, "drop_path_rate", minimum=0.0,
+                                                 below=1.0, where=where)
         spec = CvTSpec(**{**spec.__dict__, **overrides})
         self.name = arch
         self.body = CvTBody(spec)

@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from ppq2l.arch.backbone import build_backbone
 from ppq2l.arch.ml_decoder_word_vectors import load_word_vectors
-from ppq2l.arch.query2label import require_int, require_probability
+from ppq2l.arch.query2label import CLASS_NUM
+from ppq2l.checks import integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
 
@@ -144,13 +145,13 @@ class MLDecoderHead(nn.Module):
                  dropout: float = 0.1, num_layers: int = 1,
                  word_vectors: Tensor | None = None) -> None:
         super().__init__()
-        require_int("Arch.class_num", class_num, minimum=1)
-        require_int("Arch.initial_num_features", initial_num_features, minimum=1)
-        require_int("Arch.decoder_embedding", decoder_embedding, minimum=1)
-        require_int("Arch.nheads", nheads, minimum=1)
-        require_int("Arch.dim_feedforward", dim_feedforward, minimum=1)
-        require_int("Arch.num_layers", num_layers, minimum=1)
-        require_probability("Arch.dropout", dropout)
+        integer(class_num, "Arch.class_num", minimum=1, why=CLASS_NUM)
+        integer(initial_num_features, "Arch.initial_num_features", minimum=1)
+        integer(decoder_embedding, "Arch.decoder_embedding", minimum=1)
+        integer(nheads, "Arch.nheads", minimum=1)
+        integer(dim_feedforward, "Arch.dim_feedforward", minimum=1)
+        integer(num_layers, "Arch.num_layers", minimum=1)
+        number(dropout, "Arch.dropout", minimum=0.0, below=1.0)
         if decoder_embedding % nheads:
             raise ConfigError(f"Arch.decoder_embedding ({decoder_embedding}) must be divisible by "
                               f"Arch.nheads ({nheads})")
@@ -218,7 +219,8 @@ def resolve_num_queries(num_of_groups: int | None, class_num: int) -> int:
         return min(DEFAULT_MAX_GROUPS, class_num)
     if num_of_groups == FULL_DECODING and not isinstance(num_of_groups, bool):
         return class_num
-    require_int("Arch.num_of_groups", num_of_groups, minimum=1)
+    integer(num_of_groups, "Arch.num_of_groups", minimum=1,
+            why="-1: one query per class; null: min(100, class_num)")
     if num_of_groups > class_num:
         raise ConfigError(f"Arch.num_of_groups ({num_of_groups}) cannot exceed class_num "
                           f"({class_num}); use at most {class_num}, or -1 for one query per class")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ppq2l.checks import did_you_mean, flag
 from ppq2l.errors import ConfigError
-from ppq2l.registry import closest
 
 # PaddleClas backbone names and the timm models with the same architecture.
 PADDLECLAS_BACKBONES = {"ResNet18": "resnet18", "ResNet34": "resnet34", "ResNet50": "resnet50",
@@ -28,29 +28,26 @@ PLACEMENT_KEYS = ("remove_layers", "replace_layer")
 
 def is_paddleclas_spelling(arch_cfg: dict) -> bool:
     """Whether `arch_cfg` names a PaddleClas backbone or carries PaddleClas's ML-Decoder keys."""
-    return (arch_cfg.get("name") in PADDLECLAS_BACKBONES
-            or "use_ml_decoder" in arch_cfg or "MLDecoder" in arch_cfg)
+    return isinstance(arch_cfg, dict) and (arch_cfg.get("name") in PADDLECLAS_BACKBONES
+                                           or "use_ml_decoder" in arch_cfg or "MLDecoder" in arch_cfg)
 
 
-def from_paddleclas_spelling(arch_cfg: dict) -> dict:
+def from_paddleclas_spelling(arch_cfg: Any) -> Any:
     """`arch_cfg` in this project's spelling; configs already written that way pass unchanged."""
     if not is_paddleclas_spelling(arch_cfg):
         return arch_cfg
     name = arch_cfg.get("name")
     if name not in PADDLECLAS_BACKBONES:
-        near = closest(str(name), PADDLECLAS_BACKBONES)
-        hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
         raise ConfigError(f"Arch: use_ml_decoder/MLDecoder (PaddleClas spelling) need a PaddleClas "
-                          f"backbone name, got {name!r}.{hint} Supported: "
+                          f"backbone name, got {name!r}.{did_you_mean(name, PADDLECLAS_BACKBONES)} "
+                          f"Supported: "
                           f"{', '.join(PADDLECLAS_BACKBONES)}; or write Arch as {{name: MLDecoder, "
                           f"backbone: {{name: <timm model>}}, ...}}")
     unknown = [key for key in arch_cfg if key not in ARCH_KEYS]
     if unknown:
         raise ConfigError(f"Arch (PaddleClas spelling, {name}): unknown keys {unknown}; "
                           f"accepted: {', '.join(ARCH_KEYS)}")
-    use_ml_decoder = arch_cfg.get("use_ml_decoder", False)
-    if not isinstance(use_ml_decoder, bool):
-        raise ConfigError(f"Arch.use_ml_decoder must be true or false, got {use_ml_decoder!r}")
+    use_ml_decoder = flag(arch_cfg.get("use_ml_decoder", False), "Arch.use_ml_decoder")
     backbone = {"name": PADDLECLAS_BACKBONES[name], "pretrained": arch_cfg.get("pretrained", False)}
     translated: dict[str, Any] = {"class_num": arch_cfg.get("class_num"), "backbone": backbone}
     head_cfg = arch_cfg.get("MLDecoder")
@@ -87,7 +84,6 @@ def translate_head_keywords(head_cfg: Any, class_num: Any) -> dict:
                                   f"({class_num!r}); remove it or make them equal")
         elif key not in PLACEMENT_KEYS:
             accepted = [*RENAMED_KEYS, *FIXED_KEYS, "class_num", *PLACEMENT_KEYS]
-            near = closest(str(key), accepted)
-            hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise ConfigError(f"{where}: unknown key {key!r}.{hint} Accepted: {', '.join(accepted)}")
+            raise ConfigError(f"{where}: unknown key {key!r}.{did_you_mean(key, accepted)} "
+                              f"Accepted: {', '.join(accepted)}")
     return keywords

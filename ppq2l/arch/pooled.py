@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ppq2l.arch.backbone import build_backbone
-from ppq2l.arch.query2label import require_int, require_probability
+from ppq2l.arch.query2label import CLASS_NUM
+from ppq2l.checks import integer, number
 from ppq2l.registry import ARCHS
 
 
@@ -15,8 +16,8 @@ class PooledClassifier(nn.Module):
 
     def __init__(self, class_num: int, backbone: dict, dropout: float = 0.0) -> None:
         super().__init__()
-        require_int("Arch.class_num", class_num, minimum=1)
-        require_probability("Arch.dropout", dropout)
+        integer(class_num, "Arch.class_num", minimum=1, why=CLASS_NUM)
+        number(dropout, "Arch.dropout", minimum=0.0, below=1.0)
         self.class_num = class_num
         self.backbone = build_backbone(backbone, where="Arch.backbone")
         self.dropout = nn.Dropout(dropout)

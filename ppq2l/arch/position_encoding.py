@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
+from ppq2l.checks import flag, integer, number
 from ppq2l.errors import ConfigError
 
 # DETR's guard against dividing by the last cumulative position.
@@ -20,14 +21,14 @@ class PositionEmbeddingSine(nn.Module):
     def __init__(self, num_pos_feats: int, temperature: float = 10000, normalize: bool = True,
                  scale: float = 2 * math.pi, max_cached_sizes: int = 16) -> None:
         super().__init__()
-        if isinstance(num_pos_feats, bool) or not isinstance(num_pos_feats, int) \
-                or num_pos_feats < 2 or num_pos_feats % 2:
-            raise ConfigError("sine position encoding needs an even num_pos_feats >= 2 "
-                              f"(half the hidden size), got {num_pos_feats!r}")
-        self.num_pos_feats = num_pos_feats
-        self.temperature = float(temperature)
-        self.normalize = bool(normalize)
-        self.scale = float(scale)  # only used when normalize is on, as in DETR
+        where, why = "PositionEmbeddingSine", "half the hidden size, and even"
+        self.num_pos_feats = integer(num_pos_feats, "num_pos_feats", minimum=2, why=why, where=where)
+        if self.num_pos_feats % 2:
+            raise ConfigError(f"{where}: num_pos_feats must be even ({why}), got {num_pos_feats}")
+        self.temperature = number(temperature, "temperature", above=0.0, where=where)
+        self.normalize = flag(normalize, "normalize", where=where)
+        # only used when normalize is on, as in DETR
+        self.scale = number(scale, "scale", above=0.0, where=where)
         self.max_cached_sizes = max_cached_sizes
         self._cache: OrderedDict[tuple, Tensor] = OrderedDict()
 

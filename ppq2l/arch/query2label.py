@@ -3,7 +3,6 @@ transformer; a per-class linear layer turns each decoded query into that class's
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,10 +10,12 @@ from torch import Tensor, nn
 from ppq2l.arch.backbone import build_backbone
 from ppq2l.arch.position_encoding import PositionEmbeddingSine
 from ppq2l.arch.transformer import Transformer
+from ppq2l.checks import choice, integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
 
 POSITION_EMBEDDINGS = ("sine",)
+CLASS_NUM = "the number of classes the model predicts"
 
 
 class GroupWiseLinear(nn.Module):
@@ -52,13 +53,13 @@ class Query2Label(nn.Module):
                  keep_input_proj: bool = False, keep_decoder_self_attn: bool = False,
                  position_embedding: str = "sine") -> None:
         super().__init__()
-        require_int("Arch.class_num", class_num, minimum=1)
-        require_int("Arch.hidden_dim", hidden_dim, minimum=4)
-        require_int("Arch.enc_layers", enc_layers, minimum=0)
-        require_int("Arch.dec_layers", dec_layers, minimum=1)
-        require_int("Arch.nheads", nheads, minimum=1)
-        require_int("Arch.dim_feedforward", dim_feedforward, minimum=1)
-        require_probability("Arch.dropout", dropout)
+        integer(class_num, "Arch.class_num", minimum=1, why=CLASS_NUM)
+        integer(hidden_dim, "Arch.hidden_dim", minimum=4)
+        integer(enc_layers, "Arch.enc_layers", minimum=0)
+        integer(dec_layers, "Arch.dec_layers", minimum=1)
+        integer(nheads, "Arch.nheads", minimum=1)
+        integer(dim_feedforward, "Arch.dim_feedforward", minimum=1)
+        number(dropout, "Arch.dropout", minimum=0.0, below=1.0)
         if hidden_dim % 4:
             # Half the width encodes rows, half columns, each as sin/cos pairs.
             raise ConfigError(f"Arch.hidden_dim must be a multiple of 4 for the sine position "
@@ -66,9 +67,7 @@ class Query2Label(nn.Module):
         if hidden_dim % nheads:
             raise ConfigError(f"Arch.hidden_dim ({hidden_dim}) must be divisible by "
                               f"Arch.nheads ({nheads})")
-        if position_embedding not in POSITION_EMBEDDINGS:
-            raise ConfigError(f"Arch.position_embedding {position_embedding!r} is not supported; "
-                              f"use one of {', '.join(POSITION_EMBEDDINGS)}")
+        choice(position_embedding, "Arch.position_embedding", POSITION_EMBEDDINGS)
         self.class_num = class_num
         self.backbone = build_backbone(backbone, where="Arch.backbone")
         channels = int(self.backbone.num_channels)
@@ -96,14 +95,3 @@ class Query2Label(nn.Module):
         decoded, _ = self.transformer(features, self.query_embed.weight, positions)
         return self.fc(decoded[-1])
 
-
-def require_int(name: str, value: Any, minimum: int) -> None:
-    """Raise a ConfigError unless `value` is an integer >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def require_probability(name: str, value: Any) -> None:
-    """Raise a ConfigError unless `value` is a number in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")

@@ -1,4 +1,5 @@
-"""Evaluation: run a model over a loader, collect sigmoid scores, compute the configured metrics."""
+"""Evaluation: run a model over a loader, collect sigmoid scores, compute the configured metrics
+and, with `Loss.Eval`, the loss on the evaluation data."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ppq2l.checks import is_number
 from ppq2l.data.device_normalize import to_model_input
 from ppq2l.engine.runtime import Precision
 from ppq2l.errors import CheckpointError
@@ -16,31 +18,60 @@ from ppq2l.utils.logger import progress
 
 @torch.inference_mode()
 def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, precision: Precision,
-                   channels_last: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid scores [N, C] and targets [N, C] for every sample of `loader`, in loader order."""
+                   channels_last: bool = False, desc: str = "eval", loss_fn: nn.Module | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sigmoid scores [N, C] and targets [N, C] for every sample of `loader`, in loader order, and
+    the sum over batches of `loss_fn`'s loss times the batch size (0 without `loss_fn`)."""
     was_training = model.training
     model.eval()
     scores, targets = [], []
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # one sync at the end
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, labels in progress(loader, desc=desc):
         images = to_model_input(images, loader, device, memory_format)
         with precision.autocast():
             logits = model(images)
+        if loss_fn is not None and len(labels):
+            # As in training: the loss of the logits, outside autocast, weighted by batch size.
+            loss = loss_fn(logits, labels.to(device, non_blocking=True))["loss"]
+            loss_sum += loss.double() * len(labels)
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
         targets.append(labels.numpy())
     model.train(was_training)
-    return np.concatenate(scores), np.concatenate(targets)
+    return np.concatenate(scores), np.concatenate(targets), float(loss_sum.item())
 
 
 def predict_dataset(model: nn.Module, loader: Any, device: torch.device, precision: Precision,
-                    channels_last: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+                    channels_last: bool = False, desc: str = "eval", loss_fn: nn.Module | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Scores and targets for the whole dataset in dataset order: each rank scores its own
-    unpadded shard and the shards are gathered, so every sample counts exactly once."""
-    from ppq2l.engine.distributed import gather_in_order
+    unpadded shard and the shards are gathered, so every sample counts exactly once. With
+    `loss_fn`, also the loss per sample over every rank's samples (batch-size weighted)."""
+    from ppq2l.engine.distributed import gather_in_order, mean_over_ranks
 
     indices = loader.sampler.shard()[0]  # read before iterating, which moves to the next epoch
-    scores, targets = predict_scores(model, loader, device, precision, channels_last, desc)
-    return gather_in_order(indices, scores, targets)
+    scores, targets, loss_sum = predict_scores(model, loader, device, precision, channels_last,
+                                               desc, loss_fn)
+    loss = None
+    if loss_fn is not None:
+        # The ratio of the two means over ranks is the ratio of the sums: a mean over samples.
+        samples = mean_over_ranks(float(len(scores)), device)
+        total = mean_over_ranks(loss_sum, device)
+        loss = total / samples if samples else float("nan")
+    return (*gather_in_order(indices, scores, targets), loss)
+
+
+def build_eval_loss(config: dict) -> nn.Module | None:
+    """The loss of `Loss.Eval` (built like Loss.Train), or None when the config has none."""
+    from ppq2l.loss import build_loss
+
+    entries = (config.get("Loss") or {}).get("Eval")
+    return None if entries is None else build_loss(entries, where="Loss.Eval")
+
+
+def with_loss(results: dict[str, Any], loss: float | None) -> dict[str, Any]:
+    """`results` with the evaluation loss first under "loss" (unchanged without Loss.Eval)."""
+    return results if loss is None else {"loss": loss, **results}
 
 
 def check_finite_scores(scores: np.ndarray, image_paths: list[str], weights: str) -> None:
@@ -70,8 +101,9 @@ def main_metric_key(metrics: list) -> str:
 
 def format_metrics(results: dict[str, Any], class_names: list[str] | None = None) -> str:
     """A readable table: the scalar metrics on a line, then per-class AP when present."""
-    scalars = [f"{key} {value:.2f}" for key, value in results.items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    # Metrics are percentages; a loss may be small, so it gets the training log's digits.
+    scalars = [f"{key} {value:.4f}" if key == "loss" else f"{key} {value:.2f}"
+               for key, value in results.items() if is_number(value)]
     lines = ["  ".join(scalars)]
     per_class = results.get("per_class_AP")
     if per_class:
@@ -101,10 +133,10 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     loader = build_dataloader(require_section(config, "DataLoader.Eval"), "Eval", context.class_num,
                               int(config["Global"]["seed"]), context.device.type == "cuda")
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
-    scores, targets = predict_dataset(model, loader, context.device, context.precision,
-                                      context.channels_last)
+    scores, targets, loss = predict_dataset(model, loader, context.device, context.precision,
+                                            context.channels_last, loss_fn=build_eval_loss(config))
     check_finite_scores(scores, loader.dataset.image_paths, str(weights))
-    results = compute_metrics(metrics, scores, targets)
+    results = with_loss(compute_metrics(metrics, scores, targets), loss)
     label_file = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
     names = read_label_map(label_file, context.class_num) if label_file else None
     context.logger.info("evaluation of %s on %d images:\n%s", weights, len(scores),

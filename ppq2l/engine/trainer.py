@@ -26,7 +26,8 @@ from ppq2l.engine.stop_signals import StopSignals
 from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
                                       mean_over_ranks)
-from ppq2l.engine.evaluator import compute_metrics, format_metrics, main_metric_key, predict_dataset
+from ppq2l.engine.evaluator import (build_eval_loss, compute_metrics, format_metrics,
+                                    main_metric_key, predict_dataset, with_loss)
 from ppq2l.engine.train_step import apply_gradients, compute_training_loss
 from ppq2l.errors import Ppq2lError, RunStopped
 from ppq2l.loss import build_loss
@@ -75,6 +76,7 @@ class Trainer:
             self.eval_loader = build_dataloader(require_section(config, "DataLoader.Eval"), "Eval",
                                                 self.context.class_num, seed, use_cuda)
         self.loss_fn = build_loss(require_section(config, "Loss.Train"), where="Loss.Train")
+        self.eval_loss_fn = build_eval_loss(config)
         self.metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
         self.main_key = main_metric_key(self.metrics)
         self.optimizer, self.lr_scheduler = build_optimizer(
@@ -283,8 +285,9 @@ class Trainer:
         candidates = [("model", self.model)] + ([("ema", self.ema.module)] if self.ema else [])
         for source, network in candidates:
             broadcast_buffers(network)
-            scores, targets = predict_dataset(network, self.eval_loader, context.device,
-                                              context.precision, context.channels_last, desc=source)
+            scores, targets, loss = predict_dataset(network, self.eval_loader, context.device,
+                                                    context.precision, context.channels_last,
+                                                    desc=source, loss_fn=self.eval_loss_fn)
             bad = int((~np.isfinite(scores)).any(axis=1).sum())
             if bad:
                 raise DivergedError(
@@ -292,7 +295,7 @@ class Trainer:
                     f"evaluation images at epoch {epoch}: training has diverged and stopped; "
                     f"{self.last_good_files()}. Try a lower Optimizer.lr.learning_rate, "
                     f"Global.clip_grad_norm or AMP.dtype=bfloat16")
-            results[source] = compute_metrics(self.metrics, scores, targets)
+            results[source] = with_loss(compute_metrics(self.metrics, scores, targets), loss)
             scalars = {key: value for key, value in results[source].items() if key != "per_class_AP"}
             self.logger.info("epoch %d %s: %s", epoch, source, format_metrics(scalars))
         source = max(results, key=lambda name: _rank(results[name].get(self.main_key)))

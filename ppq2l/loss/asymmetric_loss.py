@@ -9,17 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ppq2l.checks import choice, flag, number
 from ppq2l.errors import ConfigError
 from ppq2l.registry import LOSSES
 
 REDUCTIONS = ("sum", "mean", "q2l")
-
-
-def check_number(value: object, name: str, where: str) -> float:
-    """Return `value` as a float, or raise a ConfigError naming `name` when it is not a real number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def compute_dtype(tensor: torch.Tensor) -> torch.dtype:
@@ -58,24 +52,14 @@ class AsymmetricLoss(nn.Module):
                  reduction: str = "sum") -> None:
         super().__init__()
         where = "AsymmetricLoss"
-        self.gamma_pos = check_number(gamma_pos, "gamma_pos", where)
-        self.gamma_neg = check_number(gamma_neg, "gamma_neg", where)
-        self.clip = check_number(clip, "clip", where)
-        self.eps = check_number(eps, "eps", where)
-        if self.gamma_pos < 0 or self.gamma_neg < 0:
-            raise ConfigError(f"{where}: gamma_pos and gamma_neg must be >= 0, got "
-                              f"gamma_pos={gamma_pos}, gamma_neg={gamma_neg}")
-        if not 0.0 <= self.clip < 1.0:
-            raise ConfigError(f"{where}: clip must be in [0, 1) (0 disables the margin), got {clip}")
-        if not 0.0 < self.eps < 1.0:
-            raise ConfigError(f"{where}: eps must be in (0, 1), got {eps}")
-        if not isinstance(disable_torch_grad_focal_loss, bool):
-            raise ConfigError(f"{where}: disable_torch_grad_focal_loss must be true or false, "
-                              f"got {disable_torch_grad_focal_loss!r}")
-        if reduction not in REDUCTIONS:
-            raise ConfigError(f"{where}: unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
-        self.disable_torch_grad_focal_loss = disable_torch_grad_focal_loss
-        self.reduction = reduction
+        self.gamma_pos = number(gamma_pos, "gamma_pos", minimum=0.0, where=where)
+        self.gamma_neg = number(gamma_neg, "gamma_neg", minimum=0.0, where=where)
+        self.clip = number(clip, "clip", minimum=0.0, below=1.0, why="0 disables the margin",
+                           where=where)
+        self.eps = number(eps, "eps", above=0.0, below=1.0, where=where)
+        self.disable_torch_grad_focal_loss = flag(disable_torch_grad_focal_loss,
+                                                  "disable_torch_grad_focal_loss", where=where)
+        self.reduction = choice(reduction, "reduction", REDUCTIONS, where=where)
 
     def extra_repr(self) -> str:
         return (f"gamma_pos={self.gamma_pos}, gamma_neg={self.gamma_neg}, clip={self.clip}, "

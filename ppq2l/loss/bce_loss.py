@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ppq2l.checks import choice, number, number_list
 from ppq2l.errors import ConfigError
-from ppq2l.loss.asymmetric_loss import check_number, check_pair, compute_dtype
+from ppq2l.loss.asymmetric_loss import check_pair, compute_dtype
 from ppq2l.registry import LOSSES
 
 BCE_REDUCTIONS = ("mean", "sum")
@@ -22,17 +23,15 @@ class BCEWithLogitsLoss(nn.Module):
     def __init__(self, reduction: str = "mean", pos_weight: float | Sequence[float] | None = None) -> None:
         super().__init__()
         where = "BCEWithLogitsLoss"
-        if reduction not in BCE_REDUCTIONS:
-            raise ConfigError(f"{where}: unknown reduction {reduction!r}; valid: {', '.join(BCE_REDUCTIONS)}")
-        self.reduction = reduction
-        weights = None
-        if pos_weight is not None:
-            values = pos_weight if isinstance(pos_weight, (list, tuple)) else [pos_weight]
-            numbers = [check_number(value, "pos_weight", where) for value in values]
-            if not numbers or min(numbers) <= 0:
-                raise ConfigError(f"{where}: pos_weight must be a positive number or a non-empty list "
-                                  f"of positive numbers (one per class), got {pos_weight!r}")
-            weights = torch.tensor(numbers, dtype=torch.float32)
+        self.reduction = choice(reduction, "reduction", BCE_REDUCTIONS, where=where)
+        values = None
+        if isinstance(pos_weight, (list, tuple)):
+            values = number_list(pos_weight, "pos_weight", above=0.0,
+                                 example="[1.0, 2.5, ...] (one per class)", where=where)
+        elif pos_weight is not None:
+            values = [number(pos_weight, "pos_weight", above=0.0,
+                             why="or a list of them, one per class", where=where)]
+        weights = None if values is None else torch.tensor(values, dtype=torch.float32)
         self.register_buffer("pos_weight", weights, persistent=False)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

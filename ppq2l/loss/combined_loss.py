@@ -1,15 +1,15 @@
 """A weighted sum of losses built from a PaddleClas-style list: `- ClassName: {weight: 1.0, ...}`."""
 from __future__ import annotations
 
-import math
 from collections import Counter
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from ppq2l.checks import number
 from ppq2l.errors import ConfigError
-from ppq2l.registry import LOSSES, parse_component_entry
+from ppq2l.registry import LOSSES
 
 ENTRY_SHAPE = "a one-key mapping such as `- AsymmetricLoss: {weight: 1.0, gamma_neg: 4}`"
 
@@ -36,27 +36,15 @@ class CombinedLoss(nn.Module):
         return {"loss": total, **values}
 
 
-def _parse_entry(entry: Any, where: str) -> tuple[str, float, dict[str, Any]]:
-    """Split one list entry into (class name, weight, constructor keywords)."""
-    name, kwargs = parse_component_entry(entry, where, ENTRY_SHAPE)
-    weight = kwargs.pop("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
-            or weight < 0:
-        raise ConfigError(f"{where}: {name} weight must be a finite number >= 0, got {weight!r}")
-    return name, float(weight), kwargs
-
-
 def build_loss(entries: list[dict] | None, where: str = "Loss.Train") -> CombinedLoss:
     """Build a CombinedLoss from a config list like `[{AsymmetricLoss: {weight: 1.0, gamma_neg: 4}}]`.
     A class used more than once gets its list index appended to its key (`AsymmetricLoss_0`)."""
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{where}: expected a non-empty list of losses, each {ENTRY_SHAPE}; "
-                          f"got {entries!r}")
-    parsed = [_parse_entry(entry, f"{where}.{index}") for index, entry in enumerate(entries)]
-    counts = Counter(name for name, _, _ in parsed)
+    parsed = LOSSES.parse_list(entries, where, ENTRY_SHAPE, allow_empty=False)
+    counts = Counter(name for _, name, _ in parsed)
     built = []
-    for index, (name, weight, kwargs) in enumerate(parsed):
-        module = LOSSES.build(name, kwargs, where=f"{where}.{index}")
+    for index, (place, name, kwargs) in enumerate(parsed):
+        # `weight` belongs to the sum, not to the loss class.
+        weight = number(kwargs.pop("weight", 1.0), "weight", minimum=0.0, where=f"{place} {name}")
         key = f"{name}_{index}" if counts[name] > 1 else name
-        built.append((key, weight, module))
+        built.append((key, weight, LOSSES.build(name, kwargs, place)))
     return CombinedLoss(built)

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from ppq2l.checks import choice, integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.metric.functional import (AP_MODES, average_precision, threshold_metrics,
                                      top_k_metrics)
-from ppq2l.registry import METRICS, closest, parse_component_entry
+from ppq2l.registry import METRICS
 
 ENTRY_SHAPE = "a one-key mapping such as `- MultiLabelMAP: {map_type: integral}`"
 
@@ -24,12 +25,7 @@ class MultiLabelMAP:
     main_key = "mAP"
 
     def __init__(self, map_type: str = "integral") -> None:
-        if map_type not in AP_MODES:
-            near = closest(str(map_type), AP_MODES)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise ConfigError(f"MultiLabelMAP: unknown map_type {map_type!r}.{hint} "
-                              f"Valid: {', '.join(AP_MODES)}")
-        self.map_type = map_type
+        self.map_type = choice(map_type, "map_type", AP_MODES, where="MultiLabelMAP")
 
     def __call__(self, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         per_class = average_precision(scores, targets, self.map_type) * 100.0
@@ -46,15 +42,11 @@ class MultiLabelThresholdMetrics:
     main_key = "OF1"
 
     def __init__(self, threshold: float = 0.5, top_k: int | None = 3) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
-                or not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"MultiLabelThresholdMetrics: threshold must be a number from 0 to 1 "
-                              f"(it is compared with sigmoid scores), got {threshold!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ConfigError(f"MultiLabelThresholdMetrics: top_k must be a positive integer or null "
-                              f"(no top-k metrics), got {top_k!r}")
-        self.threshold = float(threshold)
-        self.top_k = top_k
+        where = "MultiLabelThresholdMetrics"
+        self.threshold = number(threshold, "threshold", minimum=0.0, maximum=1.0,
+                                why="it is compared with sigmoid scores", where=where)
+        self.top_k = integer(top_k, "top_k", minimum=1, allow_none=True,
+                             why="null: no top-k metrics", where=where)
 
     def __call__(self, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         results = threshold_metrics(scores, targets, self.threshold)
@@ -72,12 +64,4 @@ def build_metrics(entries: list[dict] | None, where: str = "Metric.Eval") -> lis
     A missing section (None) gives the default `[MultiLabelMAP()]`; an empty list gives none."""
     if entries is None:
         return [MultiLabelMAP()]
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where} must be a list of entries, each {ENTRY_SHAPE}; "
-                          f"got {type(entries).__name__} {entries!r}")
-    metrics = []
-    for index, entry in enumerate(entries):
-        place = f"{where}.{index}"
-        name, kwargs = parse_component_entry(entry, place, ENTRY_SHAPE)
-        metrics.append(METRICS.build(name, kwargs, where=place))
-    return metrics
+    return METRICS.build_list(entries, where, ENTRY_SHAPE)

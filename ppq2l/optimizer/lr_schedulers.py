@@ -1,5 +1,7 @@
 """Learning-rate schedules, all advanced once per optimizer step (`scheduler.step()` after each
-`optimizer.step()`) and restorable from `state_dict()` to continue a run."""
+`optimizer.step()`) and restorable from `state_dict()` to continue a run. Each class is registered
+under the name `Optimizer.lr.name` gives it and built as `Schedule(optimizer, steps_per_epoch,
+epochs, learning_rate=..., <keywords>)`."""
 from __future__ import annotations
 
 import math
@@ -8,29 +10,11 @@ from typing import Any, Sequence
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as torch_schedulers
 
+from ppq2l.checks import choice, flag, number, number_list
 from ppq2l.errors import ConfigError
-from ppq2l.registry import LR_SCHEDULERS, check_keywords
+from ppq2l.registry import LR_SCHEDULERS
 
 ANNEAL_STRATEGIES = ("cos", "linear")
-
-
-def require_number(value: Any, name: str, where: str, minimum: float | None = None,
-                   above: float | None = None) -> float:
-    """Return `value` as a float, or raise a ConfigError when it is not a finite number in range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: {name} must be >= {minimum}, got {value}")
-    if above is not None and value <= above:
-        raise ConfigError(f"{where}: {name} must be > {above}, got {value}")
-    return float(value)
-
-
-def require_flag(value: Any, name: str, where: str) -> bool:
-    """Return `value`, or raise a ConfigError when it is not a boolean."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
-    return value
 
 
 def cosine_between(start: float, end: float, fraction: float) -> float:
@@ -46,6 +30,27 @@ def check_resumed_length(name: str, total_steps: int, state: dict[str, Any]) -> 
         raise ConfigError(
             f"{name}: the checkpoint's schedule has {saved} steps but the config gives {total_steps} "
             f"(epochs x steps per epoch); resume with the same Global.epochs, batch size and dataset")
+
+
+def total_steps_of(steps_per_epoch: int, epochs: int, where: str) -> int:
+    """Optimizer steps in the whole run; a run without any is a ConfigError."""
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ConfigError(f"{where}: a schedule needs at least one step, got {steps_per_epoch} steps "
+                          f"per epoch for {epochs} epochs (is the training list empty?)")
+    return int(steps_per_epoch) * int(epochs)
+
+
+def group_rates(optimizer: Optimizer, learning_rate: float) -> list[float]:
+    """The base rate of each parameter group: `learning_rate` times the group's `lr_scale`
+    (set from `Optimizer.lr_multipliers`; 1 when absent)."""
+    return [learning_rate * float(group.get("lr_scale", 1.0)) for group in optimizer.param_groups]
+
+
+def set_base_lr(optimizer: Optimizer, learning_rate: float) -> None:
+    """Give every group its base rate; the schedule, not the optimizer keywords, owns it."""
+    for group, rate in zip(optimizer.param_groups, group_rates(optimizer, learning_rate)):
+        group["lr"] = rate
+        group["initial_lr"] = rate
 
 
 class StepwiseSchedule(torch_schedulers.LRScheduler):
@@ -71,23 +76,40 @@ class StepwiseSchedule(torch_schedulers.LRScheduler):
         super().load_state_dict(state_dict)
 
 
-class ConstantSchedule(StepwiseSchedule):
-    """The base learning rate at every step."""
+@LR_SCHEDULERS.register
+class Constant(StepwiseSchedule):
+    """The same learning rate for the whole run."""
+
+    def __init__(self, optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
+                 learning_rate: float) -> None:
+        set_base_lr(optimizer, number(learning_rate, "learning_rate", above=0.0, where="Constant"))
+        super().__init__(optimizer, total_steps_of(steps_per_epoch, epochs, "Constant"))
 
     def rate_at(self, step: int, base_lr: float) -> float:
         """The base rate, whatever the step."""
         return base_lr
 
 
-class WarmupCosineSchedule(StepwiseSchedule):
-    """Linear warm-up from `warmup_start_lr` to the base rate over `warmup_steps`, then a half
-    cosine that reaches `eta_min` at the last step."""
+@LR_SCHEDULERS.register
+class CosineWarmup(StepwiseSchedule):
+    """Per-step linear warm-up from `warmup_start_lr` to `learning_rate` over `warmup_epoch`
+    epochs, then a half cosine that reaches `eta_min` at the last step."""
 
-    def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int,
-                 warmup_start_lr: float, eta_min: float) -> None:
-        self.warmup_steps = int(warmup_steps)
-        self.warmup_start_lr = float(warmup_start_lr)
-        self.eta_min = float(eta_min)
+    def __init__(self, optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
+                 learning_rate: float, warmup_epoch: float = 0, warmup_start_lr: float = 0.0,
+                 eta_min: float = 0.0) -> None:
+        where = "CosineWarmup"
+        learning_rate = number(learning_rate, "learning_rate", above=0.0, where=where)
+        warmup_epoch = number(warmup_epoch, "warmup_epoch", minimum=0.0, where=where)
+        total_steps = total_steps_of(steps_per_epoch, epochs, where)
+        # Attribute names are those of saved checkpoints' schedule states; keep them.
+        self.warmup_steps = round(warmup_epoch * steps_per_epoch)
+        if self.warmup_steps >= total_steps:
+            raise ConfigError(f"{where}: warmup_epoch {warmup_epoch:g} leaves no steps to decay in "
+                              f"{epochs} epochs; use a smaller warmup_epoch")
+        self.warmup_start_lr = number(warmup_start_lr, "warmup_start_lr", minimum=0.0, where=where)
+        self.eta_min = number(eta_min, "eta_min", minimum=0.0, where=where)
+        set_base_lr(optimizer, learning_rate)
         super().__init__(optimizer, total_steps)
 
     def rate_at(self, step: int, base_lr: float) -> float:
@@ -99,14 +121,21 @@ class WarmupCosineSchedule(StepwiseSchedule):
         return cosine_between(base_lr, self.eta_min, fraction)
 
 
-class MultiStepSchedule(StepwiseSchedule):
-    """The base rate times `gamma` once for every milestone step already reached."""
+@LR_SCHEDULERS.register
+class MultiStepDecay(StepwiseSchedule):
+    """The rate times `gamma` each time an epoch in `milestones` (1-based epochs completed) is
+    over."""
 
-    def __init__(self, optimizer: Optimizer, total_steps: int, milestone_steps: Sequence[int],
-                 gamma: float) -> None:
-        self.milestone_steps = [int(step) for step in milestone_steps]
-        self.gamma = float(gamma)
-        super().__init__(optimizer, total_steps)
+    def __init__(self, optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
+                 learning_rate: float, milestones: Sequence[int], gamma: float = 0.1) -> None:
+        where = "MultiStepDecay"
+        learning_rate = number(learning_rate, "learning_rate", above=0.0, where=where)
+        epochs_done = number_list(milestones, "milestones", integers=True, minimum=1,
+                                  increasing=True, example="[30, 60] (epochs)", where=where)
+        self.milestone_steps = [milestone * int(steps_per_epoch) for milestone in epochs_done]
+        self.gamma = number(gamma, "gamma", above=0.0, where=where)
+        set_base_lr(optimizer, learning_rate)
+        super().__init__(optimizer, total_steps_of(steps_per_epoch, epochs, where))
 
     def rate_at(self, step: int, base_lr: float) -> float:
         """Base rate decayed by the number of milestones at or before `step`."""
@@ -114,10 +143,35 @@ class MultiStepSchedule(StepwiseSchedule):
         return base_lr * self.gamma ** passed
 
 
-class OneCycleSchedule(torch_schedulers.OneCycleLR):
-    """torch's OneCycleLR (its phases, anneal functions and momentum cycling), made safe at the
+@LR_SCHEDULERS.register
+class OneCycleLR(torch_schedulers.OneCycleLR):
+    """torch's OneCycleLR peaking at `learning_rate` after `pct_start` of all steps (official
+    Query2Label: pct_start 0.2, momentum/beta1 cycled between 0.95 and 0.85), made safe at the
     edges: a warm-up phase of zero length no longer divides by zero, and steps past the end keep
     the final rate instead of raising or climbing back up."""
+
+    def __init__(self, optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
+                 learning_rate: float, pct_start: float = 0.2, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4, anneal_strategy: str = "cos",
+                 three_phase: bool = False, cycle_momentum: bool = True,
+                 base_momentum: float = 0.85, max_momentum: float = 0.95) -> None:
+        where = "OneCycleLR"
+        learning_rate = number(learning_rate, "learning_rate", above=0.0, where=where)
+        cycle_momentum = flag(cycle_momentum, "cycle_momentum", where=where)
+        if cycle_momentum and "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+            raise ConfigError(f"{where}: cycle_momentum needs an optimizer with momentum or betas; "
+                              f"set cycle_momentum: false")
+        super().__init__(
+            optimizer, max_lr=group_rates(optimizer, learning_rate),
+            total_steps=total_steps_of(steps_per_epoch, epochs, where),
+            pct_start=number(pct_start, "pct_start", minimum=0.0, maximum=1.0, where=where),
+            anneal_strategy=choice(anneal_strategy, "anneal_strategy", ANNEAL_STRATEGIES, where=where),
+            cycle_momentum=cycle_momentum,
+            base_momentum=number(base_momentum, "base_momentum", minimum=0.0, where=where),
+            max_momentum=number(max_momentum, "max_momentum", minimum=0.0, where=where),
+            div_factor=number(div_factor, "div_factor", above=0.0, where=where),
+            final_div_factor=number(final_div_factor, "final_div_factor", above=0.0, where=where),
+            three_phase=flag(three_phase, "three_phase", where=where))
 
     def get_lr(self) -> list[float]:
         """Rates for the current step, one per parameter group (betas/momentum updated too)."""
@@ -146,125 +200,13 @@ class OneCycleSchedule(torch_schedulers.OneCycleLR):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a saved position; the saved schedule must have the configured length."""
-        check_resumed_length("OneCycleLR", self.total_steps, state_dict)
+        check_resumed_length(type(self).__name__, self.total_steps, state_dict)
         super().load_state_dict(state_dict)
 
 
-def _total_steps(steps_per_epoch: int, epochs: int, where: str) -> int:
-    if steps_per_epoch < 1 or epochs < 1:
-        raise ConfigError(f"{where}: a schedule needs at least one step, got {steps_per_epoch} steps "
-                          f"per epoch for {epochs} epochs (is the training list empty?)")
-    return steps_per_epoch * epochs
-
-
-def group_rates(optimizer: Optimizer, learning_rate: float) -> list[float]:
-    """The base rate of each parameter group: `learning_rate` times the group's `lr_scale`
-    (set from `Optimizer.lr_multipliers`; 1 when absent)."""
-    return [learning_rate * float(group.get("lr_scale", 1.0)) for group in optimizer.param_groups]
-
-
-def _set_base_lr(optimizer: Optimizer, learning_rate: float) -> None:
-    # The schedule, not the optimizer keywords, owns the base rate.
-    for group, rate in zip(optimizer.param_groups, group_rates(optimizer, learning_rate)):
-        group["lr"] = rate
-        group["initial_lr"] = rate
-
-
-@LR_SCHEDULERS.register(name="OneCycleLR")
-def build_one_cycle(optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
-                    learning_rate: float, pct_start: float = 0.2, div_factor: float = 25.0,
-                    final_div_factor: float = 1e4, anneal_strategy: str = "cos",
-                    three_phase: bool = False, cycle_momentum: bool = True,
-                    base_momentum: float = 0.85, max_momentum: float = 0.95) -> OneCycleSchedule:
-    """One-cycle policy peaking at `learning_rate` after `pct_start` of all steps (official Query2Label:
-    pct_start 0.2, momentum/beta1 cycled between 0.95 and 0.85)."""
-    where = "Optimizer.lr OneCycleLR"
-    learning_rate = require_number(learning_rate, "learning_rate", where, above=0.0)
-    pct_start = require_number(pct_start, "pct_start", where, minimum=0.0)
-    if pct_start > 1.0:
-        raise ConfigError(f"{where}: pct_start must be in [0, 1], got {pct_start}")
-    div_factor = require_number(div_factor, "div_factor", where, above=0.0)
-    final_div_factor = require_number(final_div_factor, "final_div_factor", where, above=0.0)
-    if anneal_strategy not in ANNEAL_STRATEGIES:
-        raise ConfigError(f"{where}: unknown anneal_strategy {anneal_strategy!r}; valid: "
-                          f"{', '.join(ANNEAL_STRATEGIES)}")
-    cycle_momentum = require_flag(cycle_momentum, "cycle_momentum", where)
-    if cycle_momentum and "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-        raise ConfigError(f"{where}: cycle_momentum needs an optimizer with momentum or betas; "
-                          f"set cycle_momentum: false")
-    return OneCycleSchedule(
-        optimizer, max_lr=group_rates(optimizer, learning_rate), total_steps=_total_steps(steps_per_epoch, epochs, where),
-        pct_start=pct_start, anneal_strategy=anneal_strategy, cycle_momentum=cycle_momentum,
-        base_momentum=require_number(base_momentum, "base_momentum", where, minimum=0.0),
-        max_momentum=require_number(max_momentum, "max_momentum", where, minimum=0.0),
-        div_factor=div_factor, final_div_factor=final_div_factor,
-        three_phase=require_flag(three_phase, "three_phase", where))
-
-
-@LR_SCHEDULERS.register(name="CosineWarmup")
-def build_cosine_warmup(optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
-                        learning_rate: float, warmup_epoch: float = 0, warmup_start_lr: float = 0.0,
-                        eta_min: float = 0.0) -> WarmupCosineSchedule:
-    """Per-step linear warm-up over `warmup_epoch` epochs, then cosine decay to `eta_min`."""
-    where = "Optimizer.lr CosineWarmup"
-    learning_rate = require_number(learning_rate, "learning_rate", where, above=0.0)
-    warmup_epoch = require_number(warmup_epoch, "warmup_epoch", where, minimum=0.0)
-    total_steps = _total_steps(steps_per_epoch, epochs, where)
-    warmup_steps = round(warmup_epoch * steps_per_epoch)
-    if warmup_steps >= total_steps:
-        raise ConfigError(f"{where}: warmup_epoch {warmup_epoch} leaves no steps to decay in "
-                          f"{epochs} epochs; use a smaller warmup_epoch")
-    _set_base_lr(optimizer, learning_rate)
-    return WarmupCosineSchedule(
-        optimizer, total_steps, warmup_steps,
-        require_number(warmup_start_lr, "warmup_start_lr", where, minimum=0.0),
-        require_number(eta_min, "eta_min", where, minimum=0.0))
-
-
-@LR_SCHEDULERS.register(name="Constant")
-def build_constant(optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
-                   learning_rate: float) -> ConstantSchedule:
-    """The same learning rate for the whole run."""
-    where = "Optimizer.lr Constant"
-    _set_base_lr(optimizer, require_number(learning_rate, "learning_rate", where, above=0.0))
-    return ConstantSchedule(optimizer, _total_steps(steps_per_epoch, epochs, where))
-
-
-@LR_SCHEDULERS.register(name="MultiStepDecay")
-def build_multi_step_decay(optimizer: Optimizer, steps_per_epoch: int, epochs: int, /, *,
-                           learning_rate: float, milestones: Sequence[int],
-                           gamma: float = 0.1) -> MultiStepSchedule:
-    """Multiply the rate by `gamma` when each epoch in `milestones` (1-based epochs completed)
-    is over."""
-    where = "Optimizer.lr MultiStepDecay"
-    learning_rate = require_number(learning_rate, "learning_rate", where, above=0.0)
-    if (not isinstance(milestones, (list, tuple)) or not milestones
-            or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones)
-            or list(milestones) != sorted(set(milestones))):
-        raise ConfigError(f"{where}: milestones must be a non-empty increasing list of epochs >= 1, "
-                          f"got {milestones!r}")
-    gamma = require_number(gamma, "gamma", where, above=0.0)
-    _set_base_lr(optimizer, learning_rate)
-    return MultiStepSchedule(optimizer, _total_steps(steps_per_epoch, epochs, where),
-                             [milestone * steps_per_epoch for milestone in milestones], gamma)
-
-
-def build_lr_scheduler(cfg: dict, optimizer: Optimizer, steps_per_epoch: int,
+def build_lr_scheduler(cfg: Any, optimizer: Optimizer, steps_per_epoch: int,
                        epochs: int) -> torch_schedulers.LRScheduler:
     """Build the schedule described by `Optimizer.lr` (e.g. `{name: OneCycleLR, learning_rate: 1e-4}`)
     for a run of `epochs` epochs of `steps_per_epoch` optimizer steps."""
-    where = "Optimizer.lr"
-    if not isinstance(cfg, dict) or "name" not in cfg:
-        raise ConfigError(f"{where}: expected a mapping with a name, e.g. {{name: OneCycleLR, "
-                          f"learning_rate: 1.0e-4}}; registered: {', '.join(LR_SCHEDULERS.names())}; "
-                          f"got {cfg!r}")
-    kwargs = dict(cfg)
-    name = kwargs.pop("name")
-    builder = LR_SCHEDULERS.get(name, where)
-    check_keywords(builder, kwargs, f"{where} {name}")
-    if "learning_rate" not in kwargs:
-        raise ConfigError(f"{where} {name}: learning_rate is required")
-    try:
-        return builder(optimizer, int(steps_per_epoch), int(epochs), **kwargs)
-    except ValueError as error:
-        raise ConfigError(f"{where} {name}: {error}") from error
+    return LR_SCHEDULERS.build_mapping(cfg, "Optimizer.lr", optimizer, int(steps_per_epoch),
+                                       int(epochs), example="{name: OneCycleLR, learning_rate: 1.0e-4}")

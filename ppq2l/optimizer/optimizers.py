@@ -9,27 +9,18 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from ppq2l.checks import flag, number, number_list
 from ppq2l.errors import ConfigError
-from ppq2l.optimizer.lr_schedulers import build_lr_scheduler, require_flag, require_number
-from ppq2l.registry import OPTIMIZERS, check_keywords
+from ppq2l.optimizer.lr_schedulers import build_lr_scheduler
+from ppq2l.registry import OPTIMIZERS
 
 ParamGroups = list[dict[str, Any]]
-
-
-def _betas(betas: Sequence[float], where: str) -> tuple[float, float]:
-    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
-        raise ConfigError(f"{where}: betas must be a list of two numbers like [0.9, 0.999], got {betas!r}")
-    first, second = (require_number(beta, "betas", where, minimum=0.0) for beta in betas)
-    if first >= 1.0 or second >= 1.0:
-        raise ConfigError(f"{where}: betas must be in [0, 1), got {list(betas)}")
-    return first, second
-
 
 # Devices where torch has single-kernel ("fused") Adam, AdamW and SGD updates.
 FUSED_DEVICE_TYPES = ("cpu", "cuda")
 
 
-def fused_unless_configured(params: ParamGroups, foreach: bool | None, fused: bool | None) -> bool | None:
+def fused_unless_configured(params: list, foreach: bool | None, fused: bool | None) -> bool | None:
     """The `fused` flag to pass on: as configured when `foreach` or `fused` is set; otherwise True
     when every parameter is a floating-point tensor on CPU or CUDA. Torch's own default on CPU is
     one small kernel per tensor per operation; the fused update reads each tensor once, which
@@ -37,54 +28,66 @@ def fused_unless_configured(params: ParamGroups, foreach: bool | None, fused: bo
     step against a per-tensor loop). The result is the same update up to float rounding."""
     if foreach is not None or fused is not None:
         return fused
-    tensors = [parameter for group in params for parameter in group["params"]]
+    tensors = [tensor for item in params
+               for tensor in (item["params"] if isinstance(item, dict) else [item])]
     if tensors and all(tensor.is_floating_point() and tensor.device.type in FUSED_DEVICE_TYPES
                        for tensor in tensors):
         return True
     return None
 
 
-@OPTIMIZERS.register(name="AdamW")
-def build_adamw(params: ParamGroups, lr: float, /, *, betas: Sequence[float] = (0.9, 0.999),
-                eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-                foreach: bool | None = None, fused: bool | None = None) -> torch.optim.AdamW:
+def adam_keywords(where: str, params: list, betas: Any, eps: Any, weight_decay: Any, amsgrad: Any,
+                  foreach: bool | None, fused: bool | None) -> dict[str, Any]:
+    """The checked keywords Adam and AdamW share."""
+    return {"betas": tuple(number_list(betas, "betas", length=2, minimum=0.0, below=1.0,
+                                       example="[0.9, 0.999]", where=where)),
+            "eps": number(eps, "eps", above=0.0, where=where),
+            "weight_decay": number(weight_decay, "weight_decay", minimum=0.0, where=where),
+            "amsgrad": flag(amsgrad, "amsgrad", where=where), "foreach": foreach,
+            "fused": fused_unless_configured(params, foreach, fused)}
+
+
+@OPTIMIZERS.register
+class AdamW(torch.optim.AdamW):
     """Adam with decoupled weight decay (the Query2Label recipe: lr 1e-4, weight_decay 1e-2)."""
-    where = "Optimizer AdamW"
-    return torch.optim.AdamW(params, lr=lr, betas=_betas(betas, where),
-                             eps=require_number(eps, "eps", where, above=0.0),
-                             weight_decay=require_number(weight_decay, "weight_decay", where, minimum=0.0),
-                             amsgrad=require_flag(amsgrad, "amsgrad", where), foreach=foreach,
-                             fused=fused_unless_configured(params, foreach, fused))
+
+    def __init__(self, params: Any, lr: float, /, *, betas: Sequence[float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+                 foreach: bool | None = None, fused: bool | None = None) -> None:
+        params = list(params)
+        super().__init__(params, lr=lr, **adam_keywords("AdamW", params, betas, eps, weight_decay,
+                                                        amsgrad, foreach, fused))
 
 
-@OPTIMIZERS.register(name="Adam")
-def build_adam(params: ParamGroups, lr: float, /, *, betas: Sequence[float] = (0.9, 0.999),
-               eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-               foreach: bool | None = None, fused: bool | None = None) -> torch.optim.Adam:
+@OPTIMIZERS.register
+class Adam(torch.optim.Adam):
     """Adam with L2 penalty added to the gradient (the ML-Decoder recipe: lr 1e-4, weight_decay 1e-4)."""
-    where = "Optimizer Adam"
-    return torch.optim.Adam(params, lr=lr, betas=_betas(betas, where),
-                            eps=require_number(eps, "eps", where, above=0.0),
-                            weight_decay=require_number(weight_decay, "weight_decay", where, minimum=0.0),
-                            amsgrad=require_flag(amsgrad, "amsgrad", where), foreach=foreach,
-                            fused=fused_unless_configured(params, foreach, fused))
+
+    def __init__(self, params: Any, lr: float, /, *, betas: Sequence[float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+                 foreach: bool | None = None, fused: bool | None = None) -> None:
+        params = list(params)
+        super().__init__(params, lr=lr, **adam_keywords("Adam", params, betas, eps, weight_decay,
+                                                        amsgrad, foreach, fused))
 
 
-@OPTIMIZERS.register(name="SGD")
-def build_sgd(params: ParamGroups, lr: float, /, *, momentum: float = 0.0, dampening: float = 0.0,
-              weight_decay: float = 0.0, nesterov: bool = False, foreach: bool | None = None,
-              fused: bool | None = None) -> torch.optim.SGD:
+@OPTIMIZERS.register
+class SGD(torch.optim.SGD):
     """Stochastic gradient descent, optionally with (Nesterov) momentum."""
-    where = "Optimizer SGD"
-    momentum = require_number(momentum, "momentum", where, minimum=0.0)
-    dampening = require_number(dampening, "dampening", where, minimum=0.0)
-    if require_flag(nesterov, "nesterov", where) and (momentum <= 0 or dampening != 0):
-        raise ConfigError(f"{where}: nesterov needs momentum > 0 and dampening 0, got "
-                          f"momentum={momentum}, dampening={dampening}")
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=dampening,
-                           weight_decay=require_number(weight_decay, "weight_decay", where, minimum=0.0),
-                           nesterov=nesterov, foreach=foreach,
-                           fused=fused_unless_configured(params, foreach, fused))
+
+    def __init__(self, params: Any, lr: float, /, *, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, foreach: bool | None = None,
+                 fused: bool | None = None) -> None:
+        where, params = "SGD", list(params)
+        momentum = number(momentum, "momentum", minimum=0.0, where=where)
+        dampening = number(dampening, "dampening", minimum=0.0, where=where)
+        if flag(nesterov, "nesterov", where=where) and (momentum <= 0 or dampening != 0):
+            raise ConfigError(f"{where}: nesterov needs momentum > 0 and dampening 0, got "
+                              f"momentum={momentum:g}, dampening={dampening:g}")
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=number(weight_decay, "weight_decay", minimum=0.0, where=where),
+                         nesterov=nesterov, foreach=foreach,
+                         fused=fused_unless_configured(params, foreach, fused))
 
 
 def _declared_no_decay(model: nn.Module) -> set[str]:
@@ -129,7 +132,7 @@ def check_lr_multipliers(lr_multipliers: Any, names: list[str]) -> dict[str, flo
         if not any(name == prefix or name.startswith(f"{prefix}.") for name in names):
             raise ConfigError(f"{where}: {prefix!r} names no trainable parameter; top-level modules: "
                               f"{', '.join(modules)}")
-        checked[str(prefix)] = require_number(scale, str(prefix), where, above=0.0)
+        checked[str(prefix)] = number(scale, str(prefix), above=0.0, where=where)
     return checked
 
 
@@ -161,30 +164,25 @@ def parameter_groups(model: nn.Module, no_weight_decay_on_norm_and_bias: bool = 
     return result
 
 
-def build_optimizer(cfg: dict, model: nn.Module, steps_per_epoch: int,
+def build_optimizer(cfg: Any, model: nn.Module, steps_per_epoch: int,
                     epochs: int) -> tuple[Optimizer, LRScheduler]:
     """Build the optimizer named in `cfg` over `model`'s trainable parameters and the schedule in
     `cfg["lr"]`, e.g. `{name: AdamW, weight_decay: 1e-2, lr: {name: OneCycleLR, learning_rate: 1e-4}}`."""
     where = "Optimizer"
-    if not isinstance(cfg, dict) or "name" not in cfg:
-        raise ConfigError(f"{where}: expected a mapping with a name, e.g. {{name: AdamW, lr: {{name: "
-                          f"OneCycleLR, learning_rate: 1.0e-4}}}}; registered: "
-                          f"{', '.join(OPTIMIZERS.names())}; got {cfg!r}")
-    kwargs = dict(cfg)
-    name = kwargs.pop("name")
+    name, kwargs = OPTIMIZERS.parse_mapping(
+        cfg, where, example="{name: AdamW, lr: {name: OneCycleLR, learning_rate: 1.0e-4}}")
+    # The keys below shape the parameter groups and the schedule, not the optimizer itself.
     lr_cfg = kwargs.pop("lr", None)
-    exempt_norm_and_bias = require_flag(kwargs.pop("no_weight_decay_on_norm_and_bias", True),
-                                        "no_weight_decay_on_norm_and_bias", where)
+    exempt_norm_and_bias = flag(kwargs.pop("no_weight_decay_on_norm_and_bias", True),
+                                "no_weight_decay_on_norm_and_bias", where=where)
     lr_multipliers = kwargs.pop("lr_multipliers", None)
-    builder = OPTIMIZERS.get(name, where)
-    check_keywords(builder, kwargs, f"{where} {name}")
     if not isinstance(lr_cfg, dict) or "learning_rate" not in lr_cfg:
         raise ConfigError(f"{where}.lr: expected a mapping with name and learning_rate, e.g. "
                           f"{{name: OneCycleLR, learning_rate: 1.0e-4, pct_start: 0.2}}; got {lr_cfg!r}")
-    learning_rate = require_number(lr_cfg["learning_rate"], "learning_rate", f"{where}.lr", above=0.0)
+    learning_rate = number(lr_cfg["learning_rate"], "learning_rate", above=0.0, where=f"{where}.lr")
     groups = parameter_groups(model, exempt_norm_and_bias, lr_multipliers)
     try:
-        optimizer = builder(groups, learning_rate, **kwargs)
-    except (ValueError, RuntimeError) as error:
+        optimizer = OPTIMIZERS.build(name, kwargs, where, groups, learning_rate)
+    except (ValueError, RuntimeError) as error:  # torch's own checks, e.g. fused on other devices
         raise ConfigError(f"{where} {name}: {error}") from error
     return optimizer, build_lr_scheduler(lr_cfg, optimizer, steps_per_epoch, epochs)

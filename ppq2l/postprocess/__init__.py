@@ -14,10 +14,5 @@ __all__ = ["multilabel_thresh_output", "MultiLabelThreshOutput", "build_postproc
 def build_postprocess(config: dict[str, Any] | None, where: str = "Infer.PostProcess",
                       **extra: Any) -> Any:
     """Build the postprocess described by `{name: ..., <keywords>}` (the Infer.PostProcess shape)."""
-    from ppq2l.errors import ConfigError
-
-    if not isinstance(config, dict) or not config.get("name"):
-        raise ConfigError(f"{where} must be a mapping with a 'name' (registered: "
-                          f"{', '.join(POSTPROCESSES.names())}), got {config!r}")
-    kwargs = {key: value for key, value in config.items() if key != "name"}
-    return POSTPROCESSES.build(config["name"], kwargs, where=where, **extra)
+    return POSTPROCESSES.build_mapping(config, where, example="{name: MultiLabelThreshOutput, "
+                                       "threshold: 0.5}", **extra)

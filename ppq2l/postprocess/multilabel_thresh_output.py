@@ -2,24 +2,17 @@
 Numpy only, so the deploy predictor runs the same code as the torch tools."""
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Sequence
 
 import numpy as np
 
+from ppq2l.checks import number, number_list
 from ppq2l.data.label_map import read_label_map
 from ppq2l.errors import ConfigError
 from ppq2l.registry import POSTPROCESSES
 
 SCORE_DECIMALS = 5
-
-
-def _check_threshold(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 @POSTPROCESSES.register
@@ -31,13 +24,12 @@ class MultiLabelThreshOutput:
                  class_id_map_file: str | os.PathLike | None = None, delimiter: str | None = None,
                  label_names: Sequence[str] | None = None) -> None:
         if isinstance(threshold, (list, tuple)):
-            if not threshold:
-                raise ConfigError("threshold must be a number or a non-empty list (one per class)")
-            self.threshold: float | np.ndarray = np.asarray(
-                [_check_threshold(value, f"threshold[{index}]") for index, value in enumerate(threshold)],
-                dtype=np.float64)
+            self.threshold: float | np.ndarray = np.asarray(number_list(
+                threshold, "threshold", minimum=0.0, maximum=1.0, example="[0.5, 0.7, ...] (one "
+                "per class)"), dtype=np.float64)
         else:
-            self.threshold = _check_threshold(threshold, "threshold")
+            self.threshold = number(threshold, "threshold", minimum=0.0, maximum=1.0,
+                                    why="or a list of them, one per class")
         if delimiter is not None and (not isinstance(delimiter, str) or not delimiter):
             raise ConfigError(f"delimiter must be a non-empty string or null, got {delimiter!r}")
         if label_names is not None:

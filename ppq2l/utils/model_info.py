@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ppq2l.checks import number_list
 from ppq2l.errors import ConfigError
 
 # FlopCounterMode counts one multiply-add as this many FLOPs.
@@ -49,12 +50,10 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     """Global.image_shape as (C, H, W) of positive integers, else a ConfigError."""
-    if (not isinstance(image_shape, (list, tuple)) or len(image_shape) != 3
-            or not all(isinstance(side, int) and not isinstance(side, bool) and side > 0
-                       for side in image_shape)):
-        raise ConfigError("Global.image_shape must be [channels, height, width] of positive "
-                          f"integers, got {image_shape!r}")
-    return int(image_shape[0]), int(image_shape[1]), int(image_shape[2])
+    channels, height, width = number_list(image_shape, "Global.image_shape", length=3,
+                                          integers=True, minimum=1,
+                                          example="[3, 224, 224] (channels, height, width)")
+    return channels, height, width
 
 
 def forward_gmacs(model: nn.Module, image_shape: Sequence[int]) -> float:

@@ -28,7 +28,8 @@ def test_unknown_name_suggests_close_timm_models():
 
 
 def test_missing_name_is_a_config_error():
-    with pytest.raises(ConfigError, match="needs a 'name'"):
+    with pytest.raises(ConfigError, match=r"^Arch\.backbone: expected a mapping with a name, e\.g\. "
+                                          r"\{name: resnet50, .*registered backbones: CvT, Torchvision"):
         build_backbone({"pretrained": False})
 
 

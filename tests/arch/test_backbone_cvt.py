@@ -99,9 +99,12 @@ def test_class_token_does_not_leak_into_the_map(tiny_cvt):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"arch": "cvt_99"}, "unknown arch 'cvt_99'.*cvt_w24"),
+    ({"arch": "cvt_99"}, r"^Arch\.backbone CvT: arch must be one of cvt_13, cvt_21, cvt_w24, got 'cvt_99'"),
     ({"pretrained": True}, "no hub download"),
     ({**TINY, "heads": [3, 2, 3]}, "width 8 is not divisible by 3 heads"),
+    ({**TINY, "depths": [1, 0, 1]},
+     r"^Arch\.backbone CvT: depths must be a list of one or more positive integers"),
+    ({**TINY, "drop_path_rate": 1.5}, r"^Arch\.backbone CvT: drop_path_rate must be a number in \[0, 1\)"),
 ])
 def test_bad_settings_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -83,8 +83,9 @@ def test_local_torchvision_weight_file_loads_and_a_wrong_one_is_explained(tmp_pa
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"arch": "resnet99"}, "unknown arch 'resnet99'.*resnet101"),
-    ({"frozen_stages": 5}, "frozen_stages must be an integer from -1 to 4"),
+    ({"arch": "resnet99"}, r"arch must be one of resnet18, .*resnet152, got 'resnet99'\. Did you mean"),
+    ({"frozen_stages": 5}, r"^Arch\.backbone TorchvisionResNet: frozen_stages must be an integer from -1 to 4"),
+    ({"frozen_bn": "yes"}, r"^Arch\.backbone TorchvisionResNet: frozen_bn must be true or false, got 'yes'"),
 ])
 def test_bad_settings_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):

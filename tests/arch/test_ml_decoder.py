@@ -170,7 +170,7 @@ def test_number_of_queries_rules():
     assert resolve_num_queries(200, 9605) == 200
     with pytest.raises(ConfigError, match="cannot exceed class_num"):
         resolve_num_queries(81, 80)
-    with pytest.raises(ConfigError, match="num_of_groups must be an integer"):
+    with pytest.raises(ConfigError, match=r"num_of_groups must be a positive integer \(-1: one query"):
         resolve_num_queries(0, 80)
     head = MLDecoderHead(9605, 32, 200, decoder_embedding=16, nheads=2)
     assert head.decoder.duplicate_pooling.shape == (200, 16, 49)  # ceil(9605 / 200)

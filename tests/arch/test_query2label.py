@@ -123,8 +123,10 @@ def test_pooled_classifier_is_mean_pool_then_linear():
 
 
 @pytest.mark.parametrize("arch,message", [
-    ({"class_num": 3, "backbone": BACKBONE}, "needs a 'name'"),
-    ({"name": "Query2Label", "backbone": BACKBONE}, "class_num"),
+    ({"class_num": 3, "backbone": BACKBONE}, r"^Arch: expected a mapping with a name"),
+    ({"name": "Query2Label", "backbone": BACKBONE}, r"^Arch Query2Label needs class_num$"),
+    ({"name": "Query2Label", "class_num": None, "backbone": BACKBONE},
+     r"^Arch\.class_num must be a positive integer \(the number of classes the model predicts\)"),
     ({"name": "Query2Lable", "class_num": 3, "backbone": BACKBONE}, "Query2Label"),
     ({"name": "Query2Label", "class_num": 3, "backbone": BACKBONE, "hiden_dim": 96}, "hidden_dim"),
     ({"name": "Query2Label", "class_num": 0, "backbone": BACKBONE}, "class_num must be"),
@@ -133,7 +135,7 @@ def test_pooled_classifier_is_mean_pool_then_linear():
     ({"name": "Query2Label", "class_num": 3, "backbone": BACKBONE, "hidden_dim": 96,
       "nheads": 5}, "divisible"),
     ({"name": "Query2Label", "class_num": 3, "backbone": BACKBONE, "hidden_dim": 96,
-      "position_embedding": "learned"}, "position_embedding"),
+      "position_embedding": "learned"}, r"^Arch\.position_embedding must be one of sine, got 'learned'\.$"),
     ({"name": "Query2Label", "class_num": 3, "backbone": {"name": "resnet5O"}}, "resnet50"),
 ])
 def test_config_mistakes_are_config_errors(arch, message):

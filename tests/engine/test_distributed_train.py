@@ -45,4 +45,7 @@ def test_two_process_gloo_run_evaluates_like_a_single_process(tiny_demo_root, tm
     results = evaluate_from_config(single)
     print(f"distributed vs single-process mAP: {record['model_mAP']} vs {results['mAP']}")
     assert record["model_mAP"] == pytest.approx(results["mAP"], abs=1e-6)
+    # Shards of 12 images in batches of 5, 5, 2 against one shard in 5, 5, 5, 5, 4: the loss
+    # agrees only if both ranks' samples enter it, each with its batch's weight.
+    assert record["model_loss"] == pytest.approx(results["loss"], rel=1e-6)
     assert "cannot" not in result.stderr and (output / "train.log").read_text().count("epoch 1/1:") == 1

@@ -24,6 +24,7 @@ def test_two_epochs_lower_the_loss_and_write_checkpoints(tiny_config, tmp_path):
     assert [record["epoch"] for record in records] == [1, 2, 3, 4]
     assert records[-1]["loss"] < records[0]["loss"]
     assert all("model_mAP" in record and "ema_mAP" in record for record in records)
+    assert all(np.isfinite(record["model_loss"]) and np.isfinite(record["ema_loss"]) for record in records)
     latest = load_checkpoint(output / "latest.pth")
     assert latest["epoch"] == 4 and latest["global_step"] == 4 * 3  # 48 images / batch 16
     assert set(latest) >= {"model", "ema", "optimizer", "lr_scheduler", "scaler", "best", "config"}
@@ -94,6 +95,28 @@ def test_evaluation_writes_the_metric_file(tiny_config, tmp_path):
         assert 0.0 <= saved[key] <= 100.0
     best = load_checkpoint(tmp_path / "output" / "best_model.pth")
     assert saved["mAP"] == pytest.approx(best["metrics"]["mAP"], abs=1e-6)
+    assert saved["loss"] == pytest.approx(eval_loss_of_all_logits(tiny_config, best["model"]), rel=1e-5)
+    assert saved["loss"] == pytest.approx(best["metrics"]["loss"], rel=1e-6)
+
+
+def eval_loss_of_all_logits(config, weights):
+    """The Loss.Eval loss of the logits of every evaluation image at once (the demo config's
+    losses are means, so this is what batch-size weighting over the batches must give)."""
+    from ppq2l.arch import build_model
+    from ppq2l.data import build_dataloader
+    from ppq2l.data.device_normalize import to_model_input
+    from ppq2l.loss import build_loss
+
+    model = build_model(config["Arch"])
+    model.load_state_dict(weights)
+    loader = build_dataloader(config["DataLoader"]["Eval"], "Eval", config["Arch"]["class_num"])
+    batches = list(loader)
+    assert len({len(images) for images, _ in batches}) > 1  # unequal batches: weighting matters
+    with torch.no_grad():
+        logits = torch.cat([model.eval()(to_model_input(images, loader, torch.device("cpu")))
+                            for images, _ in batches])
+    targets = torch.cat([labels for _, labels in batches])
+    return build_loss(config["Loss"]["Eval"], where="Loss.Eval")(logits, targets)["loss"].item()
 
 
 def test_bfloat16_autocast_trains_on_cpu_and_float16_falls_back_with_a_warning(tiny_config, caplog):

@@ -60,10 +60,14 @@ def test_map_result_is_json_safe_with_none_for_empty_classes(problem):
 
 
 def test_unknown_map_type_names_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"'11points'.*Did you mean '11point'.*integral, voc, 11point"):
+    with pytest.raises(ConfigError, match=r"map_type must be one of integral, voc, 11point, got "
+                                          r"'11points'\. Did you mean '11point'\?"):
         MultiLabelMAP(map_type="11points")
-    with pytest.raises(ConfigError, match="Metric.Eval.0"):
+    with pytest.raises(ConfigError, match=r"Metric\.Eval\.0 MultiLabelMAP: unknown keyword 'map_typ'"):
         build_metrics([{"MultiLabelMAP": {"map_typ": "voc"}}])
+    with pytest.raises(ConfigError, match=r"^Metric\.Eval\.1 MultiLabelMAP: map_type must be one of "
+                                          r"integral, voc, 11point, got 'VOC'\. Did you mean 'voc'\?"):
+        build_metrics([{"MultiLabelThresholdMetrics": None}, {"MultiLabelMAP": {"map_type": "VOC"}}])
 
 
 def test_top_k_uses_the_threshold_too():
@@ -105,7 +109,7 @@ def test_missing_section_gives_map_and_empty_list_gives_nothing():
 
 
 @pytest.mark.parametrize("entries, message", [
-    ({"MultiLabelMAP": None}, r"Metric\.Eval must be a list.*one-key mapping"),
+    ({"MultiLabelMAP": None}, r"Metric\.Eval: expected a list of metrics, each a one-key mapping"),
     (["MultiLabelMAP"], r"Metric\.Eval\.0: expected a one-key mapping.*MultiLabelMAP: \{map_type"),
     ([{"MultiLabelMAP": None}, {"MultiLabelMAP": None, "MultiLabelThresholdMetrics": None}],
      r"Metric\.Eval\.1: expected a one-key mapping"),

@@ -1,8 +1,10 @@
 """Per-step learning-rate schedules: their values, agreement with torch's OneCycleLR, resuming from
 a saved state, and config mistakes."""
 import io
+import json
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,12 @@ from torch import nn
 
 from ppq2l.errors import ConfigError
 from ppq2l.optimizer import build_lr_scheduler, build_optimizer
+from ppq2l.registry import LR_SCHEDULERS
+
+# Optimizer hyperparameters and schedule states that the earlier schedule builders (functions
+# returning ConstantSchedule, WarmupCosineSchedule, MultiStepSchedule and OneCycleSchedule)
+# wrote after 7 of 16 steps, with the (lr, beta1) of the 9 steps that followed.
+SAVED_SCHEDULES = json.loads((Path(__file__).parent / "saved_schedules.json").read_text())
 
 
 def build(lr_config, steps_per_epoch, epochs, optimizer="AdamW"):
@@ -111,6 +119,29 @@ def test_resumed_schedule_continues_the_same_sequence(lr_config):
     assert run(resumed_optimizer, resumed_scheduler, steps_per_epoch * epochs - done) == expected
 
 
+@pytest.mark.parametrize("saved", SAVED_SCHEDULES, ids=lambda saved: saved["config"]["name"])
+def test_states_saved_by_the_earlier_schedule_classes_continue_the_same_sequence(saved):
+    optimizer, scheduler = build(saved["config"], saved["steps_per_epoch"], saved["epochs"])
+    state = optimizer.state_dict()
+    for group, saved_group in zip(state["param_groups"], saved["optimizer_param_groups"]):
+        group.update(saved_group)
+    optimizer.load_state_dict(state)
+    scheduler.load_state_dict(saved["lr_scheduler"])
+    rates = run(optimizer, scheduler, len(saved["next_rates"]))
+    assert [value for pair in rates for value in pair] == pytest.approx(
+        [value for pair in saved["next_rates"] for value in pair], rel=1e-12)
+
+
+def test_each_schedule_is_registered_under_its_class_name():
+    assert LR_SCHEDULERS.names() == ["Constant", "CosineWarmup", "MultiStepDecay", "OneCycleLR"]
+    for name in LR_SCHEDULERS.names():
+        schedule = LR_SCHEDULERS.get(name)
+        assert schedule.__name__ == name
+        assert issubclass(schedule, torch.optim.lr_scheduler.LRScheduler)
+    _, scheduler = build({"name": "OneCycleLR", "learning_rate": 1e-3}, 4, 2)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
+
+
 @pytest.mark.parametrize("name", ["OneCycleLR", "CosineWarmup"])
 def test_resuming_a_schedule_of_another_length_is_refused(name):
     optimizer, scheduler = build({"name": name, "learning_rate": 1e-3}, 4, 2)
@@ -130,11 +161,15 @@ def test_steps_in_trainer_order_raise_no_warnings():
     ({"name": "Cosine", "learning_rate": 1e-3}, r"unknown lr scheduler 'Cosine'.*Did you mean"),
     ({"name": "OneCycleLR", "learning_rate": 1e-3, "max_lr": 1e-2},
      r"Optimizer.lr OneCycleLR: unknown keyword 'max_lr'.*Accepted: learning_rate, pct_start"),
-    ({"name": "OneCycleLR"}, "learning_rate is required"),
-    ({"name": "OneCycleLR", "learning_rate": 1e-3, "pct_start": 1.5}, "pct_start"),
-    ({"name": "OneCycleLR", "learning_rate": 1e-3, "anneal_strategy": "exp"}, "cos, linear"),
-    ({"name": "CosineWarmup", "learning_rate": 1e-3, "warmup_epoch": 2}, "warmup_epoch"),
-    ({"name": "MultiStepDecay", "learning_rate": 1e-3, "milestones": [2, 1]}, "milestones"),
+    ({"name": "OneCycleLR"}, r"Optimizer\.lr OneCycleLR needs learning_rate"),
+    ({"name": "OneCycleLR", "learning_rate": 1e-3, "pct_start": 1.5},
+     r"Optimizer\.lr OneCycleLR: pct_start must be a number from 0 to 1, got 1\.5"),
+    ({"name": "OneCycleLR", "learning_rate": 1e-3, "anneal_strategy": "exp"},
+     r"Optimizer\.lr OneCycleLR: anneal_strategy must be one of cos, linear, got 'exp'"),
+    ({"name": "CosineWarmup", "learning_rate": 1e-3, "warmup_epoch": 2},
+     r"Optimizer\.lr CosineWarmup: warmup_epoch 2 leaves no steps to decay in 2 epochs"),
+    ({"name": "MultiStepDecay", "learning_rate": 1e-3, "milestones": [2, 1]},
+     r"Optimizer\.lr MultiStepDecay: milestones must be a list of one or more increasing positive"),
     ({"name": "MultiStepDecay", "learning_rate": 1e-3, "milestones": []}, "milestones"),
     ({"learning_rate": 1e-3}, "expected a mapping with a name"),
 ])

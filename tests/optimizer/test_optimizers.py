@@ -1,11 +1,14 @@
 """build_optimizer: parameter groups with and without weight decay, registered optimizers and the
 messages for unknown names and keywords."""
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from ppq2l.errors import ConfigError
 from ppq2l.optimizer import build_optimizer, parameter_groups
+from ppq2l.registry import OPTIMIZERS
 
 
 class ClassHead(nn.Module):
@@ -95,11 +98,42 @@ def test_exempt_parameters_are_not_decayed_by_a_step():
 def test_registered_optimizers(config, expected_type, checks):
     config = {**config, "lr": {"name": "Constant", "learning_rate": 0.01}}
     optimizer, scheduler = build_optimizer(config, nn.Linear(3, 2), 4, 2)
-    assert type(optimizer) is expected_type
+    assert isinstance(optimizer, expected_type) and type(optimizer).__name__ == config["name"]
     decayed = optimizer.param_groups[0]
     for key, value in checks.items():
         assert decayed[key] == value, key
     assert scheduler.optimizer is optimizer
+
+
+def test_each_optimizer_is_registered_under_its_class_name():
+    assert OPTIMIZERS.names() == ["Adam", "AdamW", "SGD"]
+    for name in OPTIMIZERS.names():
+        assert OPTIMIZERS.get(name).__name__ == name
+        assert issubclass(OPTIMIZERS.get(name), getattr(torch.optim, name))
+
+
+def test_a_torch_adamw_state_continues_in_the_registered_adamw():
+    """Checkpoints hold state dicts of torch's own AdamW; the registered class must take them."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    config = adamw_config(fused=False)
+    reference = torch.optim.AdamW(parameter_groups(model), lr=1e-3, fused=False)
+    for _ in range(3):
+        model(torch.randn(4, 3)).square().sum().backward()
+        reference.step()
+        reference.zero_grad()
+    saved_weights = {key: value.clone() for key, value in model.state_dict().items()}
+    twin = nn.Linear(3, 2)
+    twin.load_state_dict(saved_weights)
+    ours, _ = build_optimizer(config, twin, 2, 1)
+    ours.load_state_dict(copy.deepcopy(reference.state_dict()))  # as read from a checkpoint
+    inputs = torch.randn(4, 3)
+    for network, optimizer in ((model, reference), (twin, ours)):
+        network(inputs).square().sum().backward()
+        optimizer.step()
+    assert type(ours).__name__ == "AdamW" and type(ours) is not torch.optim.AdamW
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(twin.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_all_frozen_model_is_an_error():
@@ -116,7 +150,7 @@ def test_all_frozen_model_is_an_error():
     ({"lr": {"name": "Constant", "learning_rate": 1e-3}}, "expected a mapping with a name"),
     ({"name": "AdamW"}, r"Optimizer.lr: expected a mapping with name and learning_rate"),
     ({"name": "AdamW", "lr": 1e-3}, r"Optimizer.lr: expected a mapping"),
-    ({"name": "AdamW", "lr": {"name": "Constant", "learning_rate": -1.0}}, "learning_rate must be > 0"),
+    ({"name": "AdamW", "lr": {"name": "Constant", "learning_rate": -1.0}}, "learning_rate must be a finite number > 0, got -1.0"),
     ({"name": "AdamW", "betas": [0.9], "lr": {"name": "Constant", "learning_rate": 1e-3}}, "betas"),
     ({"name": "AdamW", "no_weight_decay_on_norm_and_bias": "yes",
       "lr": {"name": "Constant", "learning_rate": 1e-3}}, "no_weight_decay_on_norm_and_bias"),

@@ -36,10 +36,19 @@ def test_per_class_threshold_length_must_match_classes():
         MultiLabelThreshOutput(threshold=[0.1, 0.2, 0.3])(np.zeros((1, 2)), ["x"])
 
 
-@pytest.mark.parametrize("threshold", [1.5, -0.1, True, "0.5", []])
-def test_bad_thresholds_are_rejected(threshold):
-    with pytest.raises(ConfigError, match="threshold"):
+@pytest.mark.parametrize("threshold, message", [
+    (1.5, r"threshold must be a number from 0 to 1 \(or a list of them, one per class\), got 1\.5"),
+    (-0.1, "threshold must be a number from 0 to 1"),
+    (True, "threshold must be a number from 0 to 1"),
+    ("0.5", "threshold must be a number from 0 to 1"),
+    ([], r"threshold must be a list of one or more numbers from 0 to 1, like \[0\.5, 0\.7, \.\.\.\]"),
+    ([0.5, 1.2], r"threshold must be a list of one or more numbers from 0 to 1.*got \[0\.5, 1\.2\]"),
+])
+def test_bad_thresholds_are_rejected(threshold, message):
+    with pytest.raises(ConfigError, match=message):
         MultiLabelThreshOutput(threshold=threshold)
+    with pytest.raises(ConfigError, match=r"^Infer\.PostProcess MultiLabelThreshOutput: " + message):
+        build_postprocess({"name": "MultiLabelThreshOutput", "threshold": threshold})
 
 
 def test_label_names_from_map_file(tmp_path):

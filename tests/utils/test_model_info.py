@@ -46,7 +46,8 @@ def test_model_mode_is_restored():
 
 @pytest.mark.parametrize("shape", [[3, 8], [3, 0, 8], "3x8x8", [3.0, 8, 8]])
 def test_bad_image_shape_is_a_config_error(shape):
-    with pytest.raises(ConfigError, match="image_shape"):
+    with pytest.raises(ConfigError, match=r"^Global\.image_shape must be a list of 3 positive integers, "
+                                          r"like \[3, 224, 224\] \(channels, height, width\), got "):
         forward_gmacs(ConvLinear(), shape)
 
 
