@@ -5,6 +5,9 @@ per sample. Each sample's transforms use a numpy Generator made from its own see
 transforms (CutMix) use one made from the seeds of its samples, so the same seed and epoch give the
 same batches whatever `num_workers` is. `set_epoch(epoch)` picks the epoch (a resumed run repeats
 the epochs it continues); without it, each new pass over the loader moves to the next epoch.
+
+Failures: an error while loading reaches the caller as the one clean error it was, from worker
+processes too, and a killed worker as a sentence (see ppq2l/data/loader_workers.py).
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
 from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
 from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
 from ppq2l.data.list_dataset import as_compose
-from ppq2l.errors import ConfigError, DataError
+from ppq2l.data.loader_workers import (LoadFailure, describe_worker_death, ignore_sigterm,
+                                       stop_workers, track_workers)
+from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS, closest
 
 SECTION_KEYS = ("dataset", "sampler", "loader", "batch_transform_ops")
@@ -112,9 +117,12 @@ class SeededSampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, np.ndarray, int] | None:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, np.ndarray, int] | LoadFailure | None:
         index, seed = key
-        sample = self.dataset.get(index, np.random.default_rng(seed))
+        try:
+            sample = self.dataset.get(index, np.random.default_rng(seed))
+        except Ppq2lError as error:  # the main process raises it again (see loader_workers)
+            return LoadFailure(error)
         return None if sample is None else (*sample, seed)  # None: a skipped bad image
 
     def __getattr__(self, name: str) -> Any:
@@ -153,7 +161,19 @@ class BatchCollator:
                     f"{described}; end the list with a fixed-size ResizeImage (or CropImage), "
                     "NormalizeImage and ToCHWImage")
 
-    def __call__(self, samples: Sequence[tuple[Any, np.ndarray, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, samples: Sequence[tuple[Any, np.ndarray, int] | LoadFailure | None]
+                 ) -> tuple[torch.Tensor, torch.Tensor] | LoadFailure:
+        """The batch, or the first sample's LoadFailure (or the collation's own) in its place."""
+        for sample in samples:
+            if isinstance(sample, LoadFailure):
+                return sample
+        try:
+            return self.collate(samples)
+        except Ppq2lError as error:  # e.g. check() in a worker process
+            return LoadFailure(error)
+
+    def collate(self, samples: Sequence[tuple[Any, np.ndarray, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack the samples (None ones dropped) and apply the batch transforms."""
         samples = [sample for sample in samples if sample is not None]  # skip_bad_images drops
         if not samples:  # every image of the batch was unreadable
             return torch.empty(0, 3, 1, 1, dtype=torch.uint8 if self.uint8_images else torch.float32), \
@@ -174,6 +194,35 @@ class SeededDataLoader(DataLoader):
     uint8 batches into the model's input once they are on the device."""
 
     device_normalize: DeviceNormalize | None = None
+    where = "DataLoader"  # the config section, for errors
+
+    def __iter__(self) -> Iterator[Any]:
+        """The batches; an error from loading (in a worker or not) is raised here as the one
+        clean Ppq2lError it was, and a dead worker as a WorkerDiedError."""
+        batches = super().__iter__()
+        track_workers(batches)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as error:
+                died = describe_worker_death(error, self.where, self.num_workers)
+                if died is None:
+                    raise
+                self._stop_workers(batches)
+                raise died from None
+            if isinstance(batch, LoadFailure):
+                self._stop_workers(batches)
+                batch.reraise()
+            yield batch
+
+    def _stop_workers(self, batches: Any) -> None:
+        # Now, while the queues still work: left to the garbage collector, the stop request can
+        # be lost and each worker waited for, then (as it ignores SIGTERM) left running.
+        stop_workers(batches)
+        if self._iterator is batches:  # persistent workers: a new pass starts new ones
+            self._iterator = None
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """Draw the next pass's order and per-sample seeds from (seed, epoch); leave out its
@@ -248,16 +297,18 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                                               f"{where}.batch_transform_ops")
     sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)
     extra: dict[str, Any] = {}
-    if num_workers > 0:  # both options only mean something with worker processes
-        # No worker_init_fn calling cv2.setNumThreads: in a forked worker it can deadlock on the
-        # parent's OpenCV thread-pool state. Workers need no seeding either (see the module doc).
-        extra = {"persistent_workers": persistent, "prefetch_factor": prefetch_factor}
+    if num_workers > 0:  # these options only mean something with worker processes
+        # ignore_sigterm and nothing else: the main process handles SIGTERM, then stops the
+        # workers. No cv2.setNumThreads: in a forked worker it can deadlock on the parent's
+        # OpenCV thread-pool state. No seeding either (see the module doc).
+        extra = {"persistent_workers": persistent, "prefetch_factor": prefetch_factor,
+                 "worker_init_fn": ignore_sigterm}
     loader = SeededDataLoader(
         SeededSampleDataset(dataset), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
         num_workers=num_workers, collate_fn=BatchCollator(batch_transforms, where, on_device),
         pin_memory=pin_memory and use_cuda,
         generator=torch.Generator().manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF), **extra)
-    loader.device_normalize = device_normalize
+    loader.device_normalize, loader.where = device_normalize, where
     if len(loader) == 0:
         raise DataError(f"{where}: {len(dataset)} samples make no batch of {batch_size} with "
                         "drop_last=True; lower sampler.batch_size or set drop_last: False")
