@@ -94,6 +94,16 @@ def _hint(key: str, valid: Sequence[str]) -> str:
     return f"{did_you_mean(key, valid)} Valid keys: {', '.join(map(str, valid)) or '(none)'}"
 
 
+def unshared(node: Any) -> Any:
+    """A copy in which no mapping or list appears twice: YAML anchors (`&ops` ... `*ops`) load as
+    one shared object, and an override of one place must not change the other."""
+    if isinstance(node, dict):
+        return {key: unshared(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [unshared(item) for item in node]
+    return node
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
     """Read a YAML file with safe_load; a missing file or a syntax error is a ConfigError."""
     path = Path(path).expanduser()
@@ -102,7 +112,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        return parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        return unshared(parse_yaml(path.read_text(encoding="utf-8"), str(path)))
     except UnicodeDecodeError as error:
         line = path.read_bytes()[:error.start].count(b"\n") + 1
         raise ConfigError(f"{path}, line {line}: not UTF-8 text ({error.reason}); save the config "
@@ -322,10 +332,18 @@ def validate_config_sections_only(config: dict, path: str | os.PathLike) -> None
             raise ConfigError(f"{path}: unknown section {section!r}.{_hint(section, SECTIONS)}")
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value every place it occurs instead of an anchor and aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def config_to_yaml(config: dict) -> str:
-    """The config as YAML text, in the order its sections were written."""
+    """The config as YAML text, in the order its sections were written, without anchors."""
     stream = io.StringIO()
-    yaml.safe_dump(config, stream, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    yaml.dump(config, stream, Dumper=_PlainDumper, sort_keys=False, default_flow_style=None,
+              allow_unicode=True)
     return stream.getvalue()
 
 

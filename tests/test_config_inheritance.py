@@ -59,3 +59,21 @@ def test_a_typo_inherited_from_a_base_is_still_caught(tmp_path):
     child = write(tmp_path / "child.yaml", "_base_: base.yaml\n")
     with pytest.raises(ConfigError, match="Global.epoch: unknown key. Did you mean 'epochs'"):
         get_config(child)
+
+
+def test_yaml_anchors_load_as_separate_copies(tmp_path):
+    # an override of one place must not reach the other through a YAML alias
+    config = write(tmp_path / "c.yaml", "Global: {}\nArch: {name: X, class_num: 2}\n"
+                   "DataLoader:\n  Train: {ops: &ops [{ResizeImage: {size: 64}}]}\n"
+                   "  Eval: {ops: *ops}\n")
+    resolved = get_config(config, ["DataLoader.Train.ops.ResizeImage.size=32"])
+    assert resolved["DataLoader"]["Eval"]["ops"] == [{"ResizeImage": {"size": 64}}]
+    assert resolved["DataLoader"]["Train"]["ops"] == [{"ResizeImage": {"size": 32}}]
+
+
+def test_saved_configs_have_no_anchors(tmp_path):
+    from ppq2l.config import config_to_yaml
+
+    ops = [{"ResizeImage": {"size": 64}}]
+    text = config_to_yaml({"A": {"ops": ops}, "B": {"ops": ops}})
+    assert "&" not in text and "*" not in text
