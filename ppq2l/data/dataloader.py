@@ -23,7 +23,7 @@ from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
 from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
 from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
 from ppq2l.data.list_dataset import as_compose
-from ppq2l.data.loader_workers import (LoadFailure, describe_worker_death, ignore_sigterm,
+from ppq2l.data.loader_workers import (LoadFailure, describe_worker_death, ignore_stop_signals,
                                        stop_workers, track_workers)
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS, closest
@@ -298,11 +298,11 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
     sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)
     extra: dict[str, Any] = {}
     if num_workers > 0:  # these options only mean something with worker processes
-        # ignore_sigterm and nothing else: the main process handles SIGTERM, then stops the
+        # ignore_stop_signals and nothing else: the main process handles SIGTERM, then stops the
         # workers. No cv2.setNumThreads: in a forked worker it can deadlock on the parent's
         # OpenCV thread-pool state. No seeding either (see the module doc).
         extra = {"persistent_workers": persistent, "prefetch_factor": prefetch_factor,
-                 "worker_init_fn": ignore_sigterm}
+                 "worker_init_fn": ignore_stop_signals}
     loader = SeededDataLoader(
         SeededSampleDataset(dataset), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
         num_workers=num_workers, collate_fn=BatchCollator(batch_transforms, where, on_device),

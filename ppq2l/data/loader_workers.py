@@ -6,7 +6,8 @@
   DataLoader worker process 0 ... Original Traceback". With `num_workers: 0` the record takes the
   same path, so both behave alike.
 - A killed worker (the out-of-memory killer) is one sentence saying why and what to change.
-- Workers ignore SIGTERM: the main process handles it (saving a checkpoint) and then stops them.
+- Workers ignore SIGTERM and SIGINT: the main process handles them (saving a checkpoint) and then
+  stops them.
   Since multiprocessing ends leftover workers at exit with SIGTERM and then waits for them, every
   live worker is told to stop before that (`track_workers`), or the exit would wait forever.
 """
@@ -41,12 +42,14 @@ class WorkerDiedError(DataError):
     """A DataLoader worker process died (killed by a signal such as the out-of-memory killer's)."""
 
 
-def ignore_sigterm(worker_id: int) -> None:
-    """worker_init_fn: workers ignore SIGTERM, so that a scheduler signalling the whole process
-    group leaves them to the main process, which saves a checkpoint and then shuts them down."""
+def ignore_stop_signals(worker_id: int) -> None:
+    """worker_init_fn: workers ignore SIGTERM and SIGINT, so that a scheduler signalling the whole
+    process group, or Ctrl-C in a terminal (which reaches every process of the foreground group),
+    leaves them to the main process, which saves a checkpoint and then shuts them down."""
     # Nothing else here: cv2.setNumThreads in a forked worker can deadlock on the parent's
     # OpenCV thread-pool state, and the workers need no seeding (see ppq2l/data/dataloader.py).
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 _LIVE_ITERATORS: weakref.WeakSet = weakref.WeakSet()

@@ -15,6 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ppq2l.data import build_dataloader
+from ppq2l.data.loader_workers import describe_worker_death
 from ppq2l.data.device_normalize import to_model_input
 from ppq2l.config import save_config
 from ppq2l.engine.checkpoint import first_nonfinite_tensor, save_checkpoint
@@ -117,6 +118,13 @@ class Trainer:
         try:
             with self.stop:
                 return self.run_epochs()
+        except RuntimeError as error:
+            # torch reports a worker killed (out of memory) from its SIGCHLD handler, which can
+            # fire anywhere in the step, not only inside the loader that translates it
+            died = describe_worker_death(error, "DataLoader.Train", self.train_loader.num_workers)
+            if died is None:
+                raise
+            raise died from None
         finally:
             release_lock(lock)
             cleanup()  # leave the process group (torchrun runs) before the interpreter exits

@@ -10,7 +10,7 @@ import torch
 
 from ppq2l.data import build_dataloader
 from ppq2l.data.dataloader import BatchCollator, SeededDataLoader, SeededSampleDataset, SeededSampler
-from ppq2l.data.loader_workers import WorkerDiedError, describe_worker_death, ignore_sigterm
+from ppq2l.data.loader_workers import WorkerDiedError, describe_worker_death, ignore_stop_signals
 from ppq2l.errors import ConfigError, DataError
 
 OPS = [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 8}},
@@ -65,7 +65,7 @@ class ShapeChangingDataset:
 
 
 def seeded_loader(dataset, workers, **extra):
-    options = {"worker_init_fn": ignore_sigterm} if workers else {}
+    options = {"worker_init_fn": ignore_stop_signals} if workers else {}
     loader = SeededDataLoader(SeededSampleDataset(dataset), batch_size=2,
                               sampler=SeededSampler(len(dataset), False, 0, pad=False),
                               num_workers=workers, collate_fn=BatchCollator(None, "DataLoader.Train"),
@@ -110,11 +110,11 @@ def test_a_killed_worker_is_one_sentence_with_the_signal_and_the_fix():
     assert "set DataLoader.Train.loader.num_workers below 2" in text and "batch_size" in text
 
 
-def test_workers_ignore_sigterm_and_keep_loading(broken_list):
-    # Without ignore_sigterm the worker dies at its first sample and the loader raises.
+def test_workers_ignore_stop_signals_and_keep_loading(broken_list):
+    # Without ignore_stop_signals the worker dies at its first sample and the loader raises.
     batches = list(seeded_loader(SignalsItselfDataset(signal.SIGTERM), workers=1))
     assert [images[:, 0, 0, 0].tolist() for images, _ in batches] == [[0, 1], [2, 3]]
-    assert build_dataloader(section(*broken_list, 1), "Train", 2).worker_init_fn is ignore_sigterm
+    assert build_dataloader(section(*broken_list, 1), "Train", 2).worker_init_fn is ignore_stop_signals
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -144,7 +144,7 @@ EXIT_SCRIPT = """
 import sys
 import numpy as np
 from ppq2l.data.dataloader import BatchCollator, SeededDataLoader, SeededSampleDataset, SeededSampler
-from ppq2l.data.loader_workers import ignore_sigterm
+from ppq2l.data.loader_workers import ignore_stop_signals
 
 class Zeros:
     labels = np.zeros((8, 2), np.uint8)
@@ -155,7 +155,7 @@ class Zeros:
 
 loader = SeededDataLoader(SeededSampleDataset(Zeros()), batch_size=2, sampler=SeededSampler(8, False, 0),
                           num_workers=2, collate_fn=BatchCollator(None, "x"),
-                          worker_init_fn=ignore_sigterm, persistent_workers=True)
+                          worker_init_fn=ignore_stop_signals, persistent_workers=True)
 for batch in loader:
     if sys.argv[1] == "raise":
         raise ValueError("a bug")

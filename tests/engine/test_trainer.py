@@ -215,3 +215,16 @@ def test_normalize_on_device_trains_and_evaluates_exactly_like_worker_normalisat
         assert torch.equal(value, on_device["model"][key]), key
     for record, other in zip(plain_records, device_records):
         assert record["loss"] == other["loss"] and record["model_mAP"] == other["model_mAP"]
+
+
+def test_a_worker_death_reported_outside_the_loader_is_one_sentence(tiny_config, monkeypatch):
+    # torch's SIGCHLD handler can raise this anywhere in the step, not only in the loader
+    from ppq2l.data.loader_workers import WorkerDiedError
+
+    def die(self):
+        raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+
+    monkeypatch.setattr(Trainer, "run_epochs", die)
+    with pytest.raises(WorkerDiedError, match="DataLoader.Train: a DataLoader worker .pid 4242. was "
+                                              "killed by signal SIGKILL, probably by the out-of-memory"):
+        Trainer(tiny_config).train()
