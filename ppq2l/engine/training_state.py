@@ -12,8 +12,8 @@ Nothing changes silently. Per key:
   config's, the schedule placed at the step the checkpoint reached.
 - `Arch`, `Loss`, `EMA`, `AMP`, `DataLoader`, `Metric` and the other training keys of `Global`:
   applied, with a warning (the weights must still fit the model).
-- bookkeeping keys (paths, printing, evaluation and save intervals, devices, threads): applied,
-  logged at info level.
+- bookkeeping keys (paths, printing, evaluation and save intervals, devices, threads, loader
+  workers): applied, logged at info level.
 The resolved config written to `config.yaml` is the one that runs.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ BOOKKEEPING = ("Global.output_dir", "Global.checkpoints", "Global.pretrained_mod
                "Global.eval_interval", "Global.eval_during_train", "Global.device",
                "Global.num_threads", "Global.use_tensorboard", "Global.overwrite",
                "Global.save_inference_dir", "Global.image_shape", "Global.export_dynamic_spatial",
-               "Global.export_fp16", "Infer")
+               "Global.export_fp16", "Infer", "DataLoader.Train.loader", "DataLoader.Eval.loader")
 # Keys that shape the learning-rate schedule: a change rebuilds it at the resumed step.
 SCHEDULE = ("Optimizer", "Global.epochs", "Global.update_freq", "DataLoader.Train.sampler.batch_size",
             "DataLoader.Train.sampler.drop_last")
@@ -234,9 +234,10 @@ def restore_training_state(path: str, config: dict, model: nn.Module, ema: Model
                       skipped_nonfinite=int(state.get("skipped_nonfinite", 0)),
                       best=dict(state.get("best") or best), ema=ema)
     restore_rng_state(state.get("rng") or {})
-    logger.info("resumed from %s: continuing at epoch %d after its batch %d (step %d), best %s = "
-                "%s", path, resumed.start_epoch, resumed.epoch_batches, global_step,
-                best["metric"], resumed.best["value"])
+    value = resumed.best["value"]
+    logger.info("resumed from %s: continuing at epoch %d after its batch %d (step %d), best %s %s",
+                path, resumed.start_epoch, resumed.epoch_batches, global_step, best["metric"],
+                "n/a" if value is None else f"{value:.2f}")
     return resumed
 
 
