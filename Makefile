@@ -8,14 +8,17 @@ DEMO_CONFIG := configs/quick_start/Q2L_demo_shapes.yaml
 DEMO_OUTPUT := output/Q2L_demo_shapes
 DEMO_INFERENCE := inference/Q2L_demo_shapes
 
-.PHONY: venv demo demo-data test bench clean-demo
+.PHONY: venv demo demo-data test lint bench clean-demo
 
 venv: $(STAMP)
 
-# Re-installs only when a requirements file changed since the last install.
-$(STAMP): requirements.txt requirements-test.txt
+# Re-installs only when a requirements file or the package description changed since the last
+# install. The package itself is installed in editable mode (no copy), which puts the ppq2l-*
+# commands on the venv's PATH and lets tools/*.py import it from the checkout.
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 demo-data: venv
@@ -39,6 +42,9 @@ demo: demo-data
 
 test: venv
 	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 # Speed benchmarks (tables, JSON in benchmarks/results/); defaults sized for < 15 min on 2 CPU cores.
 bench: venv

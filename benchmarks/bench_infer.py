@@ -19,20 +19,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+from bench_common import fastest_seconds, median_seconds, write_results
 
-from bench_common import fastest_seconds, median_seconds, write_results  # noqa: E402
+import numpy as np
+import onnx
+import onnxruntime
+import torch
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime  # noqa: E402
-import torch  # noqa: E402
-
-from ppq2l.arch import build_model  # noqa: E402
-from ppq2l.config import get_config  # noqa: E402
-from ppq2l.engine.checkpoint import load_model_weights  # noqa: E402
-from ppq2l.export.onnx_export import SigmoidScores, check_parity, export_onnx  # noqa: E402
-from ppq2l.utils.model_info import FLOPS_PER_MAC, forward_gmacs  # noqa: E402
+from ppq2l.arch import build_model
+from ppq2l.config import get_config
+from ppq2l.engine.checkpoint import load_model_weights
+from ppq2l.export.onnx_export import SigmoidScores, check_parity, export_onnx
+from ppq2l.utils.model_info import FLOPS_PER_MAC, forward_gmacs
 
 def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """float32 matrix-product speed of torch on `device`: a size x size x size torch.matmul."""

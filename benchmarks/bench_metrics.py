@@ -19,13 +19,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+from bench_common import median_seconds, write_results
 
-from bench_common import median_seconds, write_results  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from ppq2l.metric import MultiLabelMAP, MultiLabelThresholdMetrics  # noqa: E402
+from ppq2l.metric import MultiLabelMAP, MultiLabelThresholdMetrics
 
 THRESHOLD, TOP_K = 0.5, 3
 

@@ -30,22 +30,20 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+from bench_common import write_results
 
-from bench_common import write_results  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-
-from ppq2l.arch import build_model  # noqa: E402
-from ppq2l.arch.query2label import Query2Label  # noqa: E402
-from ppq2l.config import get_config  # noqa: E402
-from ppq2l.engine.ema import ModelEMA  # noqa: E402
-from ppq2l.engine.runtime import Precision, resolve_device  # noqa: E402
-from ppq2l.engine.trainer import apply_gradients, compute_training_loss  # noqa: E402
-from ppq2l.loss import build_loss  # noqa: E402
-from ppq2l.optimizer import build_optimizer  # noqa: E402
+from ppq2l.arch import build_model
+from ppq2l.arch.query2label import Query2Label
+from ppq2l.config import get_config
+from ppq2l.engine.ema import ModelEMA
+from ppq2l.engine.runtime import Precision, resolve_device
+from ppq2l.engine.trainer import apply_gradients, compute_training_loss
+from ppq2l.loss import build_loss
+from ppq2l.optimizer import build_optimizer
 
 DEMO = "configs/quick_start/Q2L_demo_shapes.yaml"
 Q2L_R50 = ("configs/MultiLabelCOCO/Query2Label/Q2L_R101_448.yaml",

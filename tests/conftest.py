@@ -47,13 +47,14 @@ def tiny_config(tiny_demo_root, tmp_path):
 
 
 def run_tool(script, *args, cwd=REPO, env=None, timeout=300):
-    """Run a command-line tool as a user would, in a fresh Python process without PYTHONPATH.
-    `script` is a path relative to the repository (`tools/train.py`, `deploy/python/...`)."""
+    """Run a command-line tool as a user would, in a fresh Python process. `script` is a path
+    relative to the repository (`tools/train.py`, `deploy/python/...`). PYTHONPATH names this
+    checkout, so the package under test is the one imported even where another copy is installed."""
     import os
     import subprocess
     import sys
 
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment = dict(os.environ, PYTHONPATH=str(REPO))
     environment.update(env or {})
     return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd,
                           env=environment, capture_output=True, text=True, timeout=timeout)

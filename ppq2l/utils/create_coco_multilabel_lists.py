@@ -18,16 +18,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
-if __package__ in (None, ""):
-    # Run as a plain script: make the checkout's `ppq2l` importable without an install.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
-
-from ppq2l.cli import run_cli  # noqa: E402
-from ppq2l.errors import ConfigError, DataError  # noqa: E402
-from ppq2l.utils.atomic_write import prepare_output_dir, write_text_atomic  # noqa: E402
-from ppq2l.utils.logger import get_logger  # noqa: E402
+from ppq2l.cli import run_cli
+from ppq2l.errors import ConfigError, DataError
+from ppq2l.utils.atomic_write import prepare_output_dir, write_text_atomic
+from ppq2l.utils.logger import get_logger
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO

@@ -1,21 +1,18 @@
 """Official ML-Decoder (TResNet and ResNet) and ASL checkpoints convert, through the CLI, to ppq2l
 checkpoints with identical logits; keys that do not fit are listed and nothing is written."""
-import runpy
-
 import numpy
 import pytest
 import torch
 import yaml
 from timm.layers import ConvNormAct
 
-from conftest import REPO
 from ppq2l.arch import build_model
 from ppq2l.cli import run_cli
+from ppq2l.commands.convert import main as convert_main
 from ppq2l.convert.official_checkpoints import convert_checkpoint
 from ppq2l.engine.checkpoint import load_model_weights
 from ppq2l.errors import CheckpointError
 
-TOOL = runpy.run_path(str(REPO / "tools" / "convert_checkpoint.py"))["main"]
 TINY_TRESNET = {"layers": [1, 1, 1, 1], "width_factor": 0.5, "pretrained": False}
 TINY_DECODER = {"num_of_groups": 3, "decoder_embedding": 32, "nheads": 2, "dim_feedforward": 32}
 ARCHS = {
@@ -96,7 +93,7 @@ def test_cli_converts_to_identical_logits(tmp_path, arch_name, wrap):
                     "epoch": 7, "mAP": numpy.float64(0.9)}
     torch.save(official, tmp_path / "official.pth")
     source_format = "asl" if arch_name == "asl" else "ml_decoder"
-    assert run_cli(TOOL, ["--from", source_format, "--input", str(tmp_path / "official.pth"),
+    assert run_cli(convert_main, ["--from", source_format, "--input", str(tmp_path / "official.pth"),
                           "--config", str(_config_file(tmp_path, arch_name)),
                           "--output", str(tmp_path / "out.pth")]) == 0
     converted = build_model(dict(ARCHS[arch_name])).eval()
@@ -135,7 +132,7 @@ def test_tresnet_weights_for_another_backbone_are_refused(tmp_path):
 def test_cli_bad_format_or_missing_file_is_one_line(tmp_path, capsys, source_format, input_name,
                                                      message):
     torch.save({"model": {"w": torch.zeros(1)}}, tmp_path / "official.pth")
-    code = run_cli(TOOL, ["--from", source_format, "--input", str(tmp_path / input_name),
+    code = run_cli(convert_main, ["--from", source_format, "--input", str(tmp_path / input_name),
                           "--config", str(_config_file(tmp_path, "asl")),
                           "--output", str(tmp_path / "out.pth")])
     error = capsys.readouterr().err

@@ -2,23 +2,20 @@
 skip_bad_images drops and counts undecodable images; check_dataset reports bad data."""
 import copy
 import os
-import sys
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import DEMO_CONFIG, REPO
+from conftest import DEMO_CONFIG
 from ppq2l.cli import run_cli
 from ppq2l.data import build_dataloader
 from ppq2l.data.coco_dataset import CocoDataset
+from ppq2l.commands import check_dataset
 from ppq2l.data.csv_dataset import CsvDataset
 from ppq2l.data.label_map import read_label_map
 from ppq2l.data.list_dataset import MultiLabelListDataset
 from ppq2l.errors import DataError
 
-sys.path.insert(0, str(REPO / "tools"))
-import check_dataset  # noqa: E402
 
 
 @pytest.fixture

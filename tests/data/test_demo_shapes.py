@@ -1,6 +1,5 @@
 """The synthetic shapes demo dataset: valid COCO, reproducible bytes, and the generation stamp."""
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -24,11 +23,9 @@ SPLITS = ("train2017", "val2017")
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("make_demo_dataset",
-                                                  REPO / "tools" / "make_demo_dataset.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from ppq2l.commands import make_demo_dataset
+
+    return make_demo_dataset
 
 
 def _load_coco(root: Path, split: str) -> COCO:
@@ -201,7 +198,7 @@ def test_bad_parameters_are_config_errors(tmp_path, keywords):
 
 
 def test_tool_runs_from_any_folder_without_pythonpath(tmp_path):
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, not an installed copy
     command = [sys.executable, str(REPO / "tools" / "make_demo_dataset.py"),
                "--root", str(tmp_path / "demo"), "--num_train", "1", "--num_val", "1"]
     result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True,

@@ -64,7 +64,7 @@ def deployed(tiny_demo_root, tmp_path_factory):
 
 
 def run_script(*args):
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, not an installed copy
     return subprocess.run([sys.executable, str(SCRIPT), "-c", str(DEPLOY_CONFIG), *map(str, args)],
                           cwd=REPO, env=environment, capture_output=True, text=True, timeout=120)
 
@@ -183,7 +183,7 @@ def test_python_api_needs_no_torch_for_an_export(deployed):
             f"records = predictor([{image!r}, rgb, {str(deployed['images'] / 'empty.jpg')!r}])\n"
             "print(json.dumps(records))\n"
             "print(predictor.scores([rgb]).shape)\n")
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, not an installed copy
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

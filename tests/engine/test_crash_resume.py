@@ -20,7 +20,6 @@ from ppq2l.optimizer import build_optimizer
 # written inside epoch 2 (after its batch 2) is on disk: a crash at an arbitrary point of training.
 KILLER = """
 import os, signal, sys
-sys.path.insert(0, {repo!r})
 from ppq2l.engine.trainer import Trainer
 original = Trainer.save_latest
 def save_then_die(self, epoch, epoch_batches=0):
@@ -28,9 +27,8 @@ def save_then_die(self, epoch, epoch_batches=0):
     if epoch == 1 and epoch_batches == 2:
         os.kill(os.getpid(), signal.SIGKILL)
 Trainer.save_latest = save_then_die
-sys.path.insert(0, {tools!r})
-import train
-train.main(sys.argv[1:])
+from ppq2l.commands.train import main
+main(sys.argv[1:])
 """
 
 
@@ -45,7 +43,7 @@ def crash_config(root, output, *extra):
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_demo_root, tmp_path):
     killed = tmp_path / "killed"
     overrides = crash_config(tiny_demo_root, killed)
-    script = KILLER.format(repo=str(REPO), tools=str(REPO / "tools"))
+    script = KILLER
     args = [sys.executable, "-c", script, "-c", str(DEMO_CONFIG)]
     for override in overrides:
         args += ["-o", override]

@@ -1,6 +1,7 @@
 """Two gloo processes under torchrun train one epoch; their gathered evaluation equals a
 single-process evaluation of the same weights (every validation sample counted once)."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def test_two_process_gloo_run_evaluates_like_a_single_process(tiny_demo_root, tm
                f"--master_port={free_port()}", str(REPO / "tools" / "train.py"), "-c", str(DEMO_CONFIG)]
     for override in overrides:
         command += ["-o", override]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=REPO)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     record = json.loads((output / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["step"] == 3  # 48 images / (2 processes x 8)

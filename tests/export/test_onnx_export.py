@@ -1,6 +1,5 @@
 """ONNX export: onnxruntime matches torch for both architectures, and the metadata the model
 carries is complete and reads back unchanged."""
-import importlib.util
 import json
 
 import numpy as np
@@ -9,8 +8,9 @@ import onnxruntime
 import pytest
 import yaml
 
-from conftest import DEMO_CONFIG, REPO, tiny_overrides
+from conftest import DEMO_CONFIG, tiny_overrides
 from ppq2l.arch import build_model
+from ppq2l.commands.export import main as export_main
 from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import save_checkpoint
 from ppq2l.errors import ConfigError, Ppq2lError
@@ -19,13 +19,6 @@ from ppq2l.export.metadata import (METADATA_KEY, attach_metadata, decode_metadat
 
 POOLED_ARCH = ("Arch={name: PooledClassifier, class_num: 12, backbone: {name: resnet10t, "
                "pretrained: false, channels: [8, 16, 32, 64]}}")
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def export_overrides(root, folder, extra=()):
@@ -43,7 +36,7 @@ def export_overrides(root, folder, extra=()):
 def exported_q2l(tiny_demo_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("export_q2l")
     overrides = export_overrides(tiny_demo_root, folder)
-    summary = load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+    summary = export_main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
     return folder, summary
 
 
@@ -56,7 +49,7 @@ def test_query2label_onnxruntime_matches_torch(exported_q2l, capsys):
 
 def test_pooled_classifier_onnxruntime_matches_torch(tiny_demo_root, tmp_path):
     overrides = export_overrides(tiny_demo_root, tmp_path, [POOLED_ARCH])
-    summary = load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+    summary = export_main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
     assert all(diff <= 1e-4 for diff in summary["max_abs_diff"].values()), summary
     metadata = read_inference_yml(tmp_path / "inference" / "inference.yml")
     assert metadata["arch"] == "PooledClassifier"
@@ -115,7 +108,7 @@ def test_metadata_round_trip_and_rejections():
 
 def test_dynamic_spatial_export_runs_other_sizes(tiny_demo_root, tmp_path):
     overrides = export_overrides(tiny_demo_root, tmp_path, ["Global.export_dynamic_spatial=True"])
-    summary = load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+    summary = export_main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
     assert "2x3x96x96" in summary["max_abs_diff"]
     assert all(diff <= 1e-4 for diff in summary["max_abs_diff"].values()), summary
     with open(tmp_path / "inference" / "inference.yml", encoding="utf-8") as handle:
@@ -125,7 +118,7 @@ def test_dynamic_spatial_export_runs_other_sizes(tiny_demo_root, tmp_path):
 def test_fp16_export_on_cpu_is_refused_clearly(tiny_demo_root, tmp_path):
     overrides = export_overrides(tiny_demo_root, tmp_path, ["Global.export_fp16=True"])
     with pytest.raises(ConfigError, match="export_fp16.*CUDA"):
-        load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+        export_main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
 
 
 def test_parity_check_fails_on_a_wrong_graph(exported_q2l, tiny_demo_root, tmp_path):
@@ -149,7 +142,7 @@ def test_variable_size_preprocessing_needs_dynamic_export(tiny_demo_root, tmp_pa
         "DataLoader.Eval.dataset.transform_ops.1={ResizeImage: {resize_short: 64}}"])
     with pytest.raises(ConfigError, match="DataLoader.Eval.dataset.transform_ops gives images of "
                                           "varying size.*export_dynamic_spatial"):
-        load_tool("export_model").main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
+        export_main(["-c", str(DEMO_CONFIG), *sum((["-o", o] for o in overrides), [])])
 
 
 def export_over(folder, good, checkpoint_state):

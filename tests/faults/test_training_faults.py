@@ -83,7 +83,7 @@ def test_sigterm_saves_latest_and_the_run_resumes(tiny_demo_root, tmp_path):
     arguments = options(*tiny_overrides(tiny_demo_root, output), "Global.epochs=40",
                         "Global.eval_during_train=False",
                         "DataLoader.Train.loader.num_workers=1")  # the workers must survive it
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, not an installed copy
     process = subprocess.Popen([sys.executable, str(REPO / "tools" / "train.py"), *map(str, arguments)],
                                cwd=REPO, env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)

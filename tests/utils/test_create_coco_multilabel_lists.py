@@ -172,7 +172,7 @@ def test_function_raises_data_error(tmp_path):
 
 
 def test_runs_as_plain_script_from_repo_root(coco_root):
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, not an installed copy
     result = subprocess.run(
         [sys.executable, str(SCRIPT.relative_to(REPO)), "--dataset_dir", str(coco_root),
          "--image_dir", "val2017", "--anno_path", ANNO, "--save_name", "multilabel_val_list",

@@ -1,5 +1,6 @@
 """model_info: parameter counts and multiply-adds checked against hand-computed numbers, and the
 CLI on the tiny demo config."""
+import os
 import subprocess
 import sys
 
@@ -56,7 +57,8 @@ def test_cli_prints_the_counts_of_the_config_model():
     expected = model_info_from_config(config)
     result = subprocess.run([sys.executable, str(REPO / "tools" / "model_info.py"), "-c",
                              str(DEMO_CONFIG), "-o", "Arch.backbone.pretrained=false"],
-                            capture_output=True, text=True, check=False)
+                            capture_output=True, text=True, check=False,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected.report()
     assert expected.gmacs > 0 and expected.total_params >= expected.trainable_params > 0

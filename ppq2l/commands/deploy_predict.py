@@ -1,0 +1,143 @@
+"""Multi-label prediction with an exported ONNX model and onnxruntime, without torch:
+ppq2l-deploy-predict (or python deploy/python/predict_multilabel.py)
+    -c deploy/configs/inference_multilabel.yaml -o Global.infer_imgs=PATH_OR_DIR
+    -o Global.inference_model_dir=DIR
+Prints one JSON record per file; unreadable files and NaN/Inf scores get an error record and the
+exit status is 1."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from ppq2l.cli import run_cli
+from ppq2l.config import apply_override, read_yaml
+from ppq2l.data.image_files import collect_image_files
+from ppq2l.errors import ConfigError
+from ppq2l.export.onnx_runtime import onnx_backend
+from ppq2l.postprocess.records import write_records
+from ppq2l.predict import Predictor, exit_status, failure_summary
+from ppq2l.utils.atomic_write import prepare_output_file
+from ppq2l.utils.logger import get_logger
+
+GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
+    "infer_imgs": (str,), "inference_model_dir": (str,), "batch_size": (int,), "use_gpu": (bool,),
+    "use_tensorrt": (bool,), "use_fp16": (bool,), "cpu_num_threads": (int,), "save_path": (str,),
+    "benchmark": (bool,),
+}
+GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 1, "use_gpu": False, "use_tensorrt": False,
+                                   "use_fp16": False, "cpu_num_threads": None, "save_path": None,
+                                   "benchmark": False}
+SECTIONS = ("Global", "PreProcess", "PostProcess")
+NO_TORCH_STATUS = 3
+
+
+def load_deploy_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
+    """Read the deploy YAML, apply `-o Key.sub=value` overrides and check the Global keys."""
+    config = read_yaml(path)
+    if not isinstance(config, dict) or not isinstance(config.get("Global"), dict):
+        raise ConfigError(f"{path}: the deploy config needs a Global mapping")
+    for section in SECTIONS:
+        config.setdefault(section, None)
+    for key, value in GLOBAL_DEFAULTS.items():
+        config["Global"].setdefault(key, value)
+    for text in overrides:
+        apply_override(config, text)
+    for section in config:
+        if section not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section {section!r}; expected {', '.join(SECTIONS)}")
+    for key, value in config["Global"].items():
+        if key not in GLOBAL_KEYS:
+            raise ConfigError(f"Global.{key}: unknown key; valid keys: {', '.join(GLOBAL_KEYS)}")
+        kinds = GLOBAL_KEYS[key]
+        if value is not None and (not isinstance(value, kinds) or
+                                  (isinstance(value, bool) and bool not in kinds)):
+            raise ConfigError(f"Global.{key} must be {' or '.join(k.__name__ for k in kinds)}, "
+                              f"got {value!r}")
+    for key in ("infer_imgs", "inference_model_dir"):
+        if not config["Global"].get(key):
+            raise ConfigError(f"Global.{key} is required (set it with -o Global.{key}=PATH)")
+    if config["Global"]["batch_size"] < 1:
+        raise ConfigError(f"Global.batch_size must be >= 1, got {config['Global']['batch_size']}")
+    return config
+
+
+def override_sections(config: dict) -> tuple[list[dict] | None, dict | None]:
+    """The optional PreProcess.transform_ops and PostProcess that replace the model's own."""
+    preprocess = config.get("PreProcess")
+    ops = None
+    if preprocess is not None:
+        if not isinstance(preprocess, dict) or not isinstance(preprocess.get("transform_ops"), list):
+            raise ConfigError(f"PreProcess must be null or {{transform_ops: [...]}}, got {preprocess!r}")
+        ops = preprocess["transform_ops"]
+    postprocess = config.get("PostProcess")
+    if postprocess is not None and not isinstance(postprocess, dict):
+        raise ConfigError(f"PostProcess must be null or {{name: ..., ...}}, got {postprocess!r}")
+    return ops, postprocess
+
+
+def run(config: dict) -> list[dict]:
+    """Predict every file of Global.infer_imgs; print the records (and the benchmark)."""
+    settings = config["Global"]
+    logger = get_logger()
+    ops, postprocess = override_sections(config)
+    # checked before the model is loaded, so a bad path does not cost the whole run
+    save_path = (prepare_output_file(settings["save_path"], "Global.save_path")
+                 if settings["save_path"] is not None else None)
+    backend = onnx_backend(settings["inference_model_dir"], use_gpu=settings["use_gpu"],
+                           use_tensorrt=settings["use_tensorrt"], use_fp16=settings["use_fp16"],
+                           cpu_num_threads=settings["cpu_num_threads"], logger=logger)
+    predictor = Predictor.from_backend(backend, batch_size=settings["batch_size"],
+                                       transform_ops=ops, postprocess=postprocess, logger=logger,
+                                       option_names=("PreProcess.transform_ops", "PostProcess"))
+    logger.info("model %s on %s", backend.source, backend.device)
+    files = collect_image_files(settings["infer_imgs"], "Global.infer_imgs")
+    if settings["benchmark"]:
+        predictor.warm_up(files)
+    records = predictor(files)
+    for record in records:
+        print(json.dumps(record))
+    if save_path is not None:
+        write_records(records, save_path)
+    if settings["benchmark"]:
+        timing = predictor.timer.per_image_ms()
+        print(f"benchmark ({predictor.timer.images} images, batch {settings['batch_size']}, "
+              f"{backend.device}): "
+              + ", ".join(f"{stage} {value:.3f} ms/image" for stage, value in timing.items()),
+              file=sys.stderr)
+    summary = failure_summary(records)
+    if summary:
+        print(summary, file=sys.stderr)
+    return records
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """`-c CONFIG`, repeatable `-o Key.sub=value`, and the internal `--check-no-torch`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-c", "--config", required=True, help="path to the deploy YAML")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="Key.sub=value",
+                        help="override a config value (repeatable)")
+    parser.add_argument("--check-no-torch", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 all predicted, 1 some files failed, 2 config or model error, 3 when
+    --check-no-torch finds torch imported."""
+    arguments = parse_arguments(argv)
+    outcome: dict = {}
+
+    def predict(_: Any) -> None:
+        outcome["records"] = run(load_deploy_config(arguments.config, arguments.override))
+
+    status = run_cli(predict)
+    if arguments.check_no_torch and "torch" in sys.modules:
+        print("error: torch was imported by the deploy predictor", file=sys.stderr)
+        return NO_TORCH_STATUS
+    return exit_status(outcome["records"]) if status == 0 else status
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

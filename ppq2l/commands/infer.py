@@ -1,0 +1,73 @@
+"""Predict labels for images with a checkpoint: ppq2l-infer (or python tools/infer.py)
+-c CONFIG.yaml -o Global.pretrained_model=PATH [-o Infer.infer_imgs=PATH_OR_DIR]
+Prints one JSON record per image and, with Infer.save_path, writes them as JSON lines. An image
+that cannot be read, or whose scores are NaN/Inf, gets an error record; the exit status is then 1."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ppq2l.cli import run_cli
+from ppq2l.config import get_config, parse_args
+from ppq2l.data.image_files import collect_image_files
+from ppq2l.errors import ConfigError
+from ppq2l.postprocess.records import write_records
+from ppq2l.predict import Predictor, exit_status, failure_summary
+from ppq2l.utils.atomic_write import prepare_output_file
+
+
+def predict(config: dict) -> list[dict]:
+    """Run the checkpoint on Infer.infer_imgs; one record per file, in path order."""
+    from ppq2l.engine.components import require_section, start_run
+    from ppq2l.engine.torch_predictor import torch_backend
+    from ppq2l.postprocess.visualize import save_visualizations
+
+    weights = require_section(config, "Global.pretrained_model")
+    settings = config.get("Infer") or {}
+    source = Path(require_section(config, "Infer.infer_imgs"))
+    batch_size = settings.get("batch_size") or 1
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"Infer.batch_size must be a positive int, got {batch_size!r}")
+    files = collect_image_files(source, "Infer.infer_imgs")
+    if settings.get("save_path"):  # checked now, not after every image was predicted
+        prepare_output_file(settings["save_path"], "Infer.save_path")
+    context = start_run(config, "infer.log")
+    predictor = Predictor.from_backend(torch_backend(context, weights), batch_size=batch_size,
+                                       logger=context.logger)
+    records = predictor(files)
+    if settings.get("visualize"):
+        save_visualizations(files, records, context.output_dir / "visualize", source)
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Predict, print every record as a JSON line and save them when Infer.save_path is set."""
+    args = parse_args(argv, description=__doc__)
+    config = get_config(args.config, args.override)
+    records = predict(config)
+    for record in records:
+        print(json.dumps(record))
+    save_path = (config.get("Infer") or {}).get("save_path")
+    if save_path:
+        write_records(records, Path(save_path).expanduser())
+    summary = failure_summary(records)
+    if summary:
+        print(summary, file=sys.stderr)
+    return records
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 when every image was predicted, 1 when some failed, 2 on a config error."""
+    outcome: dict = {}
+
+    def run(arguments) -> None:
+        outcome["records"] = main(arguments)
+
+    status = run_cli(run, argv)
+    return exit_status(outcome["records"]) if status == 0 else status
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
