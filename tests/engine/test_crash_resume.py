@@ -16,7 +16,9 @@ from ppq2l.engine.checkpoint import load_checkpoint, previous_path
 from ppq2l.errors import CheckpointError
 from ppq2l.optimizer import build_optimizer
 
-# Runs tools/train.py's main in a child that SIGKILLs itself just after the first checkpoint
+pytestmark = pytest.mark.slow  # training runs in subprocesses (seconds each)
+
+# Runs ppq2l-train's main in a child that SIGKILLs itself just after the first checkpoint
 # written inside epoch 2 (after its batch 2) is on disk: a crash at an arbitrary point of training.
 KILLER = """
 import os, signal, sys

@@ -14,6 +14,8 @@ from ppq2l.config import get_config
 from ppq2l.data.dataloader import SeededSampler
 from ppq2l.engine import evaluate_from_config
 
+pytestmark = pytest.mark.slow  # two training processes under torch.distributed.run
+
 
 def free_port() -> int:
     with socket.socket() as probe:

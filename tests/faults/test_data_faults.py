@@ -10,6 +10,8 @@ import pytest
 from conftest import DEMO_CONFIG, assert_user_error, run_tool, tiny_overrides
 from ppq2l.config import get_config, read_yaml, save_config
 
+pytestmark = pytest.mark.slow  # tools run as subprocesses (seconds each)
+
 CONVERTER = "ppq2l/utils/create_coco_multilabel_lists.py"
 ANNO = "annotations/instances_val2017.json"
 

@@ -13,6 +13,8 @@ from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import save_checkpoint
 
+pytestmark = pytest.mark.slow  # tools run as subprocesses (seconds each)
+
 EXPORT, CONVERT = "tools/export_model.py", "tools/convert_checkpoint.py"
 PREDICT = "deploy/python/predict_multilabel.py"
 DEPLOY_CONFIG = REPO / "deploy" / "configs" / "inference_multilabel.yaml"

@@ -12,6 +12,8 @@ import torch
 
 from conftest import DEMO_CONFIG, REPO, assert_user_error, run_tool, tiny_overrides
 
+pytestmark = pytest.mark.slow  # tools run as subprocesses (seconds each)
+
 OFFLINE = {"HF_HUB_OFFLINE": "1"}  # the hub answers at once instead of retrying for a minute
 
 
