@@ -122,8 +122,7 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     # Imported here: components builds models, which the metric helpers above do not need.
     from ppq2l.data import build_dataloader
     from ppq2l.data.label_map import read_label_map
-    from ppq2l.engine.components import (build_model_for_run, require_section, start_run,
-                                         write_json)
+    from ppq2l.engine.components import build_model_for_run, require_section, start_run, write_json
     from ppq2l.engine.distributed import is_main_process
     from ppq2l.metric import build_metrics
 
