@@ -1,0 +1,115 @@
+"""NormalizeImage: (image * scale - mean) / std as float32, the numbers the model takes."""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from ppq2l.errors import ConfigError
+from ppq2l.registry import TRANSFORMS
+
+_FRACTION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*/\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
+
+
+def parse_scale(value: Any) -> float:
+    """A positive number, or a string `a/b` of two decimal numbers as PaddleClas configs write
+    it (`1.0/255.0`); anything else is a ConfigError (nothing is evaluated)."""
+    if isinstance(value, str):
+        match = _FRACTION.match(value)
+        if not match:
+            raise ConfigError(f"scale must be a number or a fraction like '1.0/255.0', got {value!r}")
+        numerator, denominator = float(match.group(1)), float(match.group(2))
+        if denominator == 0:
+            raise ConfigError(f"scale {value!r} divides by zero")
+        value = numerator / denominator
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ConfigError(f"scale must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _per_channel(values: Any, name: str, positive: bool) -> np.ndarray:
+    if (not isinstance(values, (list, tuple)) or not values
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            or (positive and not all(v > 0 for v in values))):
+        kind = "positive numbers" if positive else "numbers"
+        raise ConfigError(f"{name} must be a list of {kind} (one per channel), got {values!r}")
+    return np.asarray(values, dtype=np.float32)
+
+
+@TRANSFORMS.register
+class NormalizeImage:
+    """(image * scale - mean) / std as float32; `order` says whether the image is HWC
+    ('hwc' or '' as PaddleClas configs write) or already CHW ('chw')."""
+
+    def __init__(self, scale: float | str = 1.0 / 255.0,
+                 mean: Sequence[float] = (0.485, 0.456, 0.406),
+                 std: Sequence[float] = (0.229, 0.224, 0.225), order: str = "hwc") -> None:
+        self.scale = parse_scale(scale)
+        self.mean = _per_channel(list(mean) if isinstance(mean, tuple) else mean, "mean", False)
+        self.std = _per_channel(list(std) if isinstance(std, tuple) else std, "std", True)
+        if len(self.mean) != len(self.std):
+            raise ConfigError(f"mean and std need one value per channel each, got {len(self.mean)} "
+                              f"and {len(self.std)}")
+        if not isinstance(order, str) or order.lower() not in ("", "hwc", "chw"):
+            raise ConfigError(f"order must be 'hwc' (or '') or 'chw', got {order!r}")
+        self.channels_first = order.lower() == "chw"
+        shape = (-1, 1, 1) if self.channels_first else (1, 1, -1)
+        # one multiply and one subtract per pixel instead of three operations
+        self.multiplier = (np.float32(self.scale) / self.std).reshape(shape)
+        self.offset = (self.mean / self.std).reshape(shape)
+        self._row_constants: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def row_constants(self, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """The per-channel multiplier and offset repeated along one HWC image row (W * C values),
+        made once per width. Broadcasting a C-long axis costs numpy several times more than
+        broadcasting a whole row, and every element still gets exactly the same two operations."""
+        if width not in self._row_constants:
+            self._row_constants[width] = (np.tile(self.multiplier.ravel(), width),
+                                          np.tile(self.offset.ravel(), width))
+        return self._row_constants[width]
+
+    def _check_layout(self, image: np.ndarray) -> None:
+        channels = image.shape[0] if self.channels_first else image.shape[-1]
+        if image.ndim != 3 or channels != len(self.mean):
+            layout = "CHW" if self.channels_first else "HWC"
+            raise ConfigError(f"NormalizeImage expects a {layout} image with {len(self.mean)} channels, "
+                              f"got shape {image.shape}; check `order` and the op order")
+
+    def normalize_to_chw(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """This op (HWC) and then ToCHWImage, in one pass: each channel plane is computed with the
+        same float32 arithmetic as `__call__` directly into its place in a CHW array, so the
+        result is identical and the float32 transpose is saved. Compose uses it for that pair."""
+        if self.channels_first:
+            raise ConfigError("normalize_to_chw needs NormalizeImage with order 'hwc'")
+        self._check_layout(image)
+        height, width, channels = image.shape
+        result = np.empty((channels, height, width), dtype=np.float32)
+        # cv2.split copies uint8 planes out faster than numpy reads the strided channel views
+        if image.dtype == np.uint8 and image.size:
+            planes = cv2.split(image)
+        else:
+            planes = [image[..., channel] for channel in range(channels)]
+        for plane, out, multiplier, offset in zip(planes, result, self.multiplier.ravel(),
+                                                  self.offset.ravel()):
+            np.multiply(plane, multiplier, out=out, dtype=np.float32)
+            out -= offset
+        return result
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        self._check_layout(image)
+        # float32 (image * multiplier) then minus offset, rounded after each step, in place
+        result = image.astype(np.float32, order="C")
+        if self.channels_first:
+            result *= self.multiplier
+            result -= self.offset
+        else:
+            multiplier, offset = self.row_constants(image.shape[1])
+            rows = result.reshape(image.shape[0], image.shape[1] * image.shape[2])  # a view (C order)
+            rows *= multiplier
+            rows -= offset
+        return result
+
