@@ -3,13 +3,15 @@ orientation is applied as OpenCV's display decode applies it, reduced JPEG decod
 short side, and undecodable bytes are a DataError."""
 import io
 import struct
+import warnings
 import zlib
 
 import cv2
 import numpy as np
 import pytest
 
-from ppq2l.data.transforms.decode import DecodeImage, jpeg_reduction, jpeg_size
+from ppq2l.data.transforms.decode import (REDUCED_DECODE_FLAGS, DecodeImage, ImageHeader,
+                                          jpeg_reduction, read_header)
 from ppq2l.errors import ConfigError, DataError
 from sample_images import encode
 
@@ -85,9 +87,12 @@ def exif_block(orientation: int) -> bytes:
             + struct.pack(">I", 0))
 
 
+def with_jpeg_segment(jpeg: bytes, marker: int, payload: bytes) -> bytes:
+    return jpeg[:2] + bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
 def with_jpeg_exif(jpeg: bytes, orientation: int) -> bytes:
-    payload = b"Exif\x00\x00" + exif_block(orientation)
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+    return with_jpeg_segment(jpeg, 0xE1, b"Exif\x00\x00" + exif_block(orientation))
 
 
 def with_png_exif(png: bytes, orientation: int) -> bytes:
@@ -118,24 +123,50 @@ def smooth_bgr(height: int, width: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("progressive", [0, 1])
-def test_jpeg_size_reads_the_frame_header(progressive):
+def test_read_header_gives_the_stored_size_and_the_exif_orientation(progressive):
     ok, buffer = cv2.imencode(".jpg", smooth_bgr(37, 53), [cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])
-    assert jpeg_size(with_jpeg_exif(buffer.tobytes(), 6)) == (53, 37)  # stored size, not rotated
-    assert jpeg_size(encode(smooth_bgr(37, 53))) is None  # PNG
+    assert read_header(with_jpeg_exif(buffer.tobytes(), 6)) == ImageHeader("JPEG", (53, 37), 6)
+    assert read_header(buffer.tobytes()) == ImageHeader("JPEG", (53, 37), 1)
+    assert read_header(with_png_exif(encode(smooth_bgr(37, 53)), 8)) == ImageHeader("PNG", (53, 37), 8)
+    assert read_header(encode(smooth_bgr(37, 53), ".bmp")) == ImageHeader(None, None, 1)
+    for broken in (buffer.tobytes()[:40], b"\xff\xd8\xff\xe1\x00", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40):
+        assert read_header(broken) == ImageHeader(None, None, 1)
+
+
+def test_only_a_readable_exif_orientation_turns_the_image():
+    # XMP's orientation is not EXIF's (OpenCV's display decode ignores it too), and a corrupt
+    # EXIF block counts as none, without a warning that would not say which file it came from.
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:6, :10] = 255
+    jpeg = encode(stored, ".jpg")
+    xmp = b'http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    no_orientation = b"Exif\x00\x00MM\x00\x2a" + struct.pack(">IH", 8, 1) + struct.pack(">HHI", 0x010F, 2, 4) \
+        + b"cam\x00" + struct.pack(">I", 0)
+    corrupt = b"Exif\x00\x00" + exif_block(6)[:12] + struct.pack(">HHI", 0x0112, 3, 900)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for data in (with_jpeg_segment(with_jpeg_segment(jpeg, 0xE1, xmp), 0xE1, no_orientation),
+                     with_jpeg_segment(jpeg, 0xE1, corrupt)):
+            assert read_header(data).orientation == 1
+            expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            np.testing.assert_array_equal(DecodeImage(to_rgb=False)(data), expected)
+            assert expected.shape == (24, 40, 3)
 
 
 @pytest.mark.parametrize("height, width, reduce_to, factor", [
     (400, 640, 50, 8), (400, 640, 100, 4), (400, 640, 101, 2), (400, 640, 200, 2), (400, 640, 201, 1)])
 def test_reduced_jpeg_decoding_keeps_the_short_side_at_least_reduce_to(height, width, reduce_to, factor):
     data = encode(smooth_bgr(height, width), ".jpg")
-    assert jpeg_reduction(data, reduce_to) == factor
+    assert jpeg_reduction(read_header(data), reduce_to) == factor
     image = DecodeImage(to_rgb=False, reduce_to=reduce_to)(data)
     assert image.shape == (-(-height // factor), -(-width // factor), 3)
     assert min(image.shape[:2]) >= reduce_to
     full = DecodeImage(to_rgb=False)(data)
     if factor == 1:
         np.testing.assert_array_equal(image, full)
-    else:  # the same picture, as an area-averaging downscale of the full decode would give it
+    else:  # libjpeg's scaled decode as OpenCV gives it, close to an area downscale of the full one
+        np.testing.assert_array_equal(image, cv2.imdecode(np.frombuffer(data, np.uint8),
+                                                          REDUCED_DECODE_FLAGS[factor]))
         shrunk = cv2.resize(full, image.shape[1::-1], interpolation=cv2.INTER_AREA)
         assert np.abs(image.astype(int) - shrunk).mean() < 2.0
 

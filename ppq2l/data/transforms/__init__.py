@@ -1,6 +1,7 @@
 """Per-image preprocessing ops built from `- OpName: {kwargs}` lists (PaddleClas names and keywords).
 
-Only numpy and OpenCV are used, so a deploy predictor without torch can run the same pipeline.
+numpy, OpenCV and Pillow (for image headers) are used, not torch, so a deploy predictor without
+torch can run the same pipeline.
 Every op is called as `op(image, rng)`; ops that draw random numbers take them from `rng`, a
 `np.random.Generator`. The DataLoader passes a generator seeded per sample, which makes a run
 reproducible whatever the number of workers; with `rng=None` a fresh unseeded generator is used.
