@@ -1,9 +1,14 @@
-"""NormalizeImage and ToCHWImage: the numbers of the plain formula bit for bit in every layout,
-and the scale keyword's fractions."""
+"""NormalizeImage, ToCHWImage and the device normalisation: the numbers of the plain formula bit
+for bit in every layout and on every path, the one join of NormalizeImage with ToCHWImage, and
+the scale keyword's fractions."""
 import numpy as np
 import pytest
+import torch
 
-from ppq2l.data.transforms import Compose, NormalizeImage, RandomFlip, ToCHWImage, parse_scale
+from ppq2l.data.device_normalize import DeviceNormalize
+from ppq2l.data.transforms import (Compose, NormalizeImage, RandomFlip, ToCHWImage, build_transforms,
+                                   parse_scale)
+from ppq2l.data.transforms.compose import join_chw_output
 from ppq2l.errors import ConfigError
 from sample_images import textured_rgb
 
@@ -24,37 +29,11 @@ def test_normalize_numbers_and_layouts():
         NormalizeImage(order="chw")(image)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "flipped", "transposed", "float64", "empty"])
-def test_normalize_is_bit_identical_to_the_plain_formula(layout):
-    # The row-wise arithmetic must give exactly float32(x) * (scale / std) - mean / std, whatever
-    # the memory layout of the input, and must leave the input untouched.
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
-    if layout == "flipped":
-        image = image[::-1, ::-2]
-    elif layout == "transposed":
-        image = np.swapaxes(image, 0, 1)
-    elif layout == "float64":
-        image = image * 1.7
-    elif layout == "empty":
-        image = image[:0]
-    before = image.copy()
-    op = NormalizeImage(scale="1.0/255.0", order="")
-    scale = np.float32(1 / 255)
-    std = np.array([0.229, 0.224, 0.225], np.float32)
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
-    expected = image.astype(np.float32) * (scale / std) - mean / std
-    for _ in range(2):  # the second call reuses the constants made for this width
-        out = op(image)
-        assert out.dtype == np.float32 and out.shape == image.shape
-        np.testing.assert_array_equal(out, expected)
-    np.testing.assert_array_equal(image, before)
-    np.testing.assert_array_equal(op(image[:, :7]), expected[:, :7])  # another width
+LAYOUTS = ["contiguous", "flipped", "transposed", "float64", "one_channel", "four_channels", "empty"]
+PATHS = ["hwc", "joined", "chw", "device"]
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "flipped", "transposed", "float64", "one_channel",
-                                    "four_channels", "empty"])
-def test_normalize_then_chw_in_one_step_equals_the_two_ops(layout):
+def image_in_layout(layout: str) -> np.ndarray:
     rng = np.random.default_rng(4)
     channels = {"one_channel": 1, "four_channels": 4}.get(layout, 3)
     image = rng.integers(0, 256, (29, 41, channels), dtype=np.uint8)
@@ -66,27 +45,60 @@ def test_normalize_then_chw_in_one_step_equals_the_two_ops(layout):
         image = image * 0.37 - 5
     elif layout == "empty":
         image = image[:, :0]
+    return image
+
+
+def normalized_hwc(path: str, op: NormalizeImage, image: np.ndarray) -> np.ndarray:
+    """`image` (HWC) through one normalisation path, returned as HWC."""
+    if path == "hwc":
+        return op(image)
+    if path == "joined":  # HWC in, CHW out: NormalizeImage joined with the ToCHWImage after it
+        joined = join_chw_output([op, ToCHWImage()])
+        assert len(joined) == 1 and joined[0].chw_output
+        out = joined[0](image)
+        assert out.flags["C_CONTIGUOUS"]
+        return out.transpose(1, 2, 0)
+    chw = np.moveaxis(image, -1, 0)  # a strided view: the op must not rely on contiguity
+    if path == "chw":
+        return NormalizeImage(op.scale, op.mean.tolist(), op.std.tolist(), "chw")(chw).transpose(1, 2, 0)
+    batch = torch.from_numpy(np.ascontiguousarray(chw))[None]  # uint8 on the training device
+    return DeviceNormalize(op)(batch)[0].numpy().transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("path, layout", [(path, layout) for path in PATHS for layout in LAYOUTS
+                                          if not (path == "device" and layout == "float64")])
+def test_every_normalisation_path_gives_the_plain_formula_bit_for_bit(path, layout):
+    # One arithmetic: exactly float32(x) * (scale / std) - mean / std, whatever the memory layout
+    # and whichever path (HWC rows, CHW planes written from HWC, CHW input, a uint8 batch on the
+    # device, which normalize_on_device relies on), and the input stays untouched.
+    image = image_in_layout(layout)
     before = image.copy()
-    mean, std = [0.4, 0.5, 0.6, 0.7][:channels], [0.2, 0.25, 0.3, 0.35][:channels]
-    normalize = NormalizeImage(scale="1.0/255.0", mean=mean, std=std, order="")
-    expected = ToCHWImage()(normalize(image))
-    composed = Compose([normalize, ToCHWImage()])
-    assert composed.steps == [normalize.normalize_to_chw]  # the pair runs as one step
-    out = composed(image)
-    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
-    np.testing.assert_array_equal(out, expected)
+    channels = image.shape[2]
+    mean = np.array([0.4, 0.5, 0.6, 0.7][:channels], np.float32)
+    std = np.array([0.2, 0.25, 0.3, 0.35][:channels], np.float32)
+    op = NormalizeImage(scale="1.0/255.0", mean=mean.tolist(), std=std.tolist(), order="")
+    expected = image.astype(np.float32) * (np.float32(1 / 255) / std) - mean / std
+    for _ in range(2):  # the second call reuses the constants made for this width
+        out = normalized_hwc(path, op, image)
+        assert out.dtype == np.float32 and out.shape == image.shape
+        np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(image, before)
-    with pytest.raises(ConfigError, match="HWC image with 3 channels"):
-        Compose([NormalizeImage(order=""), ToCHWImage()])(np.zeros((4, 4, 2), np.uint8))
+    np.testing.assert_array_equal(normalized_hwc(path, op, image[:, :7]), expected[:, :7])  # another width
 
 
-def test_compose_runs_other_op_sequences_one_op_at_a_time():
+def test_building_joins_normalize_with_the_to_chw_right_after_it_and_nothing_else():
+    built = build_transforms([{"NormalizeImage": {"order": ""}}, {"ToCHWImage": None}])
+    assert len(built) == 1 and isinstance(built.ops[0], NormalizeImage) and built.ops[0].chw_output
     chw_first = [ToCHWImage(), NormalizeImage(order="chw")]
     apart = [NormalizeImage(order=""), RandomFlip(prob=1.0), ToCHWImage()]
     for ops in (chw_first, apart):
-        assert Compose(ops).steps == ops
+        assert join_chw_output(ops) == ops
+    assert not apart[0].chw_output  # joining copies the op, the one given keeps its HWC output
     image = textured_rgb()
     np.testing.assert_array_equal(Compose(chw_first)(image), Compose(apart)(image[:, ::-1]))
+    np.testing.assert_array_equal(built(image), Compose(chw_first)(image))
+    with pytest.raises(ConfigError, match="HWC image with 3 channels"):
+        built(np.zeros((4, 4, 2), np.uint8))
 
 
 @pytest.mark.parametrize("text,value", [("1.0/255.0", 1 / 255), ("1/255", 1 / 255), (" 2 / 4 ", 0.5),

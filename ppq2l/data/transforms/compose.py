@@ -15,30 +15,15 @@ ENTRY_SHAPE = "a one-key mapping such as `- ResizeImage: {size: 224}` (keywords 
 
 class Compose:
     """Applies ops in order, handing each the same generator; `Compose(ops)(image, rng)`.
-
-    `ops` is fixed at construction (a tuple). A NormalizeImage on HWC images directly followed by
-    ToCHWImage runs as one step, `NormalizeImage.normalize_to_chw`, which writes the same numbers
-    straight into the CHW layout instead of transposing a float32 copy afterwards."""
+    `ops` is fixed at construction (a tuple)."""
 
     def __init__(self, ops: Sequence[Callable[..., np.ndarray]]) -> None:
         self.ops = tuple(ops)
-        self.steps: list[Callable[..., Any]] = []
-        index = 0
-        while index < len(self.ops):
-            op = self.ops[index]
-            following = self.ops[index + 1] if index + 1 < len(self.ops) else None
-            if (isinstance(op, NormalizeImage) and not op.channels_first
-                    and isinstance(following, ToCHWImage)):
-                self.steps.append(op.normalize_to_chw)
-                index += 2
-            else:
-                self.steps.append(op)
-                index += 1
 
     def __call__(self, image: Any, rng: np.random.Generator | None = None) -> Any:
         rng = as_generator(rng)
-        for step in self.steps:
-            image = step(image, rng)
+        for op in self.ops:
+            image = op(image, rng)
         return image
 
     def __len__(self) -> int:
@@ -74,6 +59,21 @@ def build_registered_ops(registry: Registry, entries: Any, where: str,
     return ops
 
 
+def join_chw_output(ops: Sequence[Any]) -> list[Any]:
+    """`ops` with each NormalizeImage on HWC images that a ToCHWImage directly follows joined with
+    it into one op that writes CHW (`NormalizeImage.writing_chw`): the same numbers, without
+    transposing a float32 copy. Building a pipeline does this; it is the only place that does."""
+    joined: list[Any] = []
+    for op in ops:
+        if (isinstance(op, ToCHWImage) and joined and isinstance(joined[-1], NormalizeImage)
+                and not joined[-1].chw_output):
+            joined[-1] = joined[-1].writing_chw()
+        else:
+            joined.append(op)
+    return joined
+
+
 def build_transforms(ops: list[dict] | None, where: str = "transform_ops") -> Compose:
-    """A Compose of the TRANSFORMS listed as `[{DecodeImage: {to_rgb: True}}, {ToCHWImage: null}]`."""
-    return Compose(build_registered_ops(TRANSFORMS, ops, where))
+    """A Compose of the TRANSFORMS listed as `[{DecodeImage: {to_rgb: True}}, {ToCHWImage: null}]`
+    (a NormalizeImage and the ToCHWImage after it run as one op, see `join_chw_output`)."""
+    return Compose(join_chw_output(build_registered_ops(TRANSFORMS, ops, where)))

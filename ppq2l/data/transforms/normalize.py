@@ -1,6 +1,7 @@
 """NormalizeImage: (image * scale - mean) / std as float32, the numbers the model takes."""
 from __future__ import annotations
 
+import copy
 import math
 import re
 from typing import Any, Sequence
@@ -40,10 +41,22 @@ def _per_channel(values: Any, name: str, positive: bool) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+def normalize_in_place(values: Any, multiplier: Any, offset: Any) -> Any:
+    """The one normalisation arithmetic, in place on float32 `values` (a numpy array or a torch
+    tensor): `values * multiplier` rounded to float32, then `- offset` rounded again. The two
+    constants are NormalizeImage's, shaped to broadcast over the channels of `values`. Every path
+    (HWC rows, CHW planes, a uint8 batch on the training device) runs this, so all give the same
+    bits; one multiply and one subtract per value instead of `(x * scale - mean) / std`."""
+    values *= multiplier
+    values -= offset
+    return values
+
+
 @TRANSFORMS.register
 class NormalizeImage:
-    """(image * scale - mean) / std as float32; `order` says whether the image is HWC
-    ('hwc' or '' as PaddleClas configs write) or already CHW ('chw')."""
+    """(image * scale - mean) / std as float32. `order` is the layout it gets: HWC ('hwc', or ''
+    as PaddleClas configs write it) or CHW ('chw'); it returns the same layout, except that a
+    pipeline built from a config joins it with a ToCHWImage right after it (`writing_chw`)."""
 
     def __init__(self, scale: float | str = 1.0 / 255.0,
                  mean: Sequence[float] = (0.485, 0.456, 0.406),
@@ -57,19 +70,26 @@ class NormalizeImage:
         if not isinstance(order, str) or order.lower() not in ("", "hwc", "chw"):
             raise ConfigError(f"order must be 'hwc' (or '') or 'chw', got {order!r}")
         self.channels_first = order.lower() == "chw"
-        shape = (-1, 1, 1) if self.channels_first else (1, 1, -1)
-        # one multiply and one subtract per pixel instead of three operations
-        self.multiplier = (np.float32(self.scale) / self.std).reshape(shape)
-        self.offset = (self.mean / self.std).reshape(shape)
+        self.chw_output = self.channels_first
+        # The constants of normalize_in_place, per channel, derived here once for every path.
+        self.multiplier = np.float32(self.scale) / self.std
+        self.offset = self.mean / self.std
         self._row_constants: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def writing_chw(self) -> NormalizeImage:
+        """This op on HWC images followed by ToCHWImage, as one op: the same numbers written
+        straight into a CHW array, without transposing a float32 copy afterwards."""
+        joined = copy.copy(self)
+        joined.chw_output = True
+        return joined
 
     def row_constants(self, width: int) -> tuple[np.ndarray, np.ndarray]:
         """The per-channel multiplier and offset repeated along one HWC image row (W * C values),
         made once per width. Broadcasting a C-long axis costs numpy several times more than
         broadcasting a whole row, and every element still gets exactly the same two operations."""
         if width not in self._row_constants:
-            self._row_constants[width] = (np.tile(self.multiplier.ravel(), width),
-                                          np.tile(self.offset.ravel(), width))
+            self._row_constants[width] = (np.tile(self.multiplier, width),
+                                          np.tile(self.offset, width))
         return self._row_constants[width]
 
     def _check_layout(self, image: np.ndarray) -> None:
@@ -79,13 +99,10 @@ class NormalizeImage:
             raise ConfigError(f"NormalizeImage expects a {layout} image with {len(self.mean)} channels, "
                               f"got shape {image.shape}; check `order` and the op order")
 
-    def normalize_to_chw(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """This op (HWC) and then ToCHWImage, in one pass: each channel plane is computed with the
-        same float32 arithmetic as `__call__` directly into its place in a CHW array, so the
-        result is identical and the float32 transpose is saved. Compose uses it for that pair."""
+    def _chw_float32(self, image: np.ndarray) -> np.ndarray:
+        """A new C-contiguous float32 CHW array with the values of `image`."""
         if self.channels_first:
-            raise ConfigError("normalize_to_chw needs NormalizeImage with order 'hwc'")
-        self._check_layout(image)
+            return image.astype(np.float32, order="C")
         height, width, channels = image.shape
         result = np.empty((channels, height, width), dtype=np.float32)
         # cv2.split copies uint8 planes out faster than numpy reads the strided channel views
@@ -93,23 +110,17 @@ class NormalizeImage:
             planes = cv2.split(image)
         else:
             planes = [image[..., channel] for channel in range(channels)]
-        for plane, out, multiplier, offset in zip(planes, result, self.multiplier.ravel(),
-                                                  self.offset.ravel()):
-            np.multiply(plane, multiplier, out=out, dtype=np.float32)
-            out -= offset
+        for plane, out in zip(planes, result):
+            out[...] = plane
         return result
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         self._check_layout(image)
-        # float32 (image * multiplier) then minus offset, rounded after each step, in place
+        if self.chw_output:
+            result = self._chw_float32(image)
+            return normalize_in_place(result, self.multiplier.reshape(-1, 1, 1),
+                                      self.offset.reshape(-1, 1, 1))
         result = image.astype(np.float32, order="C")
-        if self.channels_first:
-            result *= self.multiplier
-            result -= self.offset
-        else:
-            multiplier, offset = self.row_constants(image.shape[1])
-            rows = result.reshape(image.shape[0], image.shape[1] * image.shape[2])  # a view (C order)
-            rows *= multiplier
-            rows -= offset
+        rows = result.reshape(image.shape[0], image.shape[1] * image.shape[2])  # a view (C order)
+        normalize_in_place(rows, *self.row_constants(image.shape[1]))
         return result
-
