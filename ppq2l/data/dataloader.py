@@ -191,7 +191,7 @@ class BatchCollator:
 class SeededDataLoader(DataLoader):
     """A DataLoader whose `set_epoch(epoch)` makes the epoch's order and augmentation reproducible.
     `device_normalize` is None, or (with `normalize_on_device`) the DeviceNormalize that turns its
-    uint8 batches into the model's input once they are on the device."""
+    uint8 batches into the model's input on the device; `DeviceLoader(loader, device)` applies it."""
 
     device_normalize: DeviceNormalize | None = None
     where = "DataLoader"  # the config section, for errors
@@ -256,7 +256,8 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                      use_cuda: bool = False) -> SeededDataLoader:
     """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets float32
     [B, C])`; `batch_transform_ops` (Train only) run in the collate function. With
-    `loader.normalize_on_device` the images are uint8 and `loader.device_normalize` finishes them."""
+    `loader.normalize_on_device` the images are uint8, and DeviceLoader normalises them on the
+    training device."""
     where = f"DataLoader.{mode}"
     section = check_keys(section, SECTION_KEYS, where)
     if "dataset" not in section:

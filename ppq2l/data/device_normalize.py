@@ -1,16 +1,17 @@
-"""Normalisation on the training device (`loader: {normalize_on_device: true}`).
+"""Normalisation on the training device (`loader: {normalize_on_device: true}`), and DeviceLoader,
+the loader wrapper that hands the model its input on its device.
 
 A float32 image is four times the bytes of the uint8 one it comes from, and every batch crosses
 from a loader worker to the training process through shared memory, then to pinned memory and the
 GPU. With this option the workers stop before NormalizeImage and hand over uint8 CHW batches;
-the training process applies the same NormalizeImage to the batch on its device, with the op's
-own constants and arithmetic (`normalize_in_place`), so the model gets bit-for-bit the tensor
-the workers would have made. CutMix pastes pixels, which commutes with a per-pixel
+DeviceLoader moves each batch to the device and applies the same NormalizeImage there, with the
+op's own constants and arithmetic (`normalize_in_place`), so the model gets bit-for-bit the
+tensor the workers would have made. CutMix pastes pixels, which commutes with a per-pixel
 normalisation, so it runs on the uint8 batch unchanged.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -69,10 +70,31 @@ def split_device_normalization(transforms: Compose, where: str) -> tuple[Compose
     return Compose(kept), DeviceNormalize(last, f"{where}.dataset.transform_ops")
 
 
+class DeviceLoader:
+    """A loader of `(images, targets)` batches whose images arrive on `device` in `memory_format`
+    as the model takes them, in the manner of timm's PrefetchLoader: a loader built with
+    normalize_on_device hands over uint8 batches and names their normalisation in its
+    `device_normalize`, which runs here, on the device. Targets pass as they are."""
+
+    def __init__(self, loader: Iterable, device: torch.device,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        self.loader, self.device, self.memory_format = loader, device, memory_format
+        self.normalize: DeviceNormalize | None = getattr(loader, "device_normalize", None)
+
+    def model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """One batch's images on the device in the memory format, normalised there if needed."""
+        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        return images if self.normalize is None else self.normalize(images)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, Any]]:
+        for images, targets in self.loader:
+            yield self.model_input(images), targets
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 def to_model_input(images: torch.Tensor, loader: Any, device: torch.device,
                    memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """A batch of `loader` as the model takes it: on `device` in `memory_format`, and normalised
-    there when the loader hands over uint8 batches (its `device_normalize`, None otherwise)."""
-    images = images.to(device, non_blocking=True, memory_format=memory_format)
-    normalize = getattr(loader, "device_normalize", None)
-    return images if normalize is None else normalize(images)
+    """One batch of `loader` as `DeviceLoader(loader, device, memory_format)` yields it."""
+    return DeviceLoader(loader, device, memory_format).model_input(images)

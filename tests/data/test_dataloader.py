@@ -9,6 +9,7 @@ import torch
 
 from ppq2l.data import build_dataloader
 from ppq2l.data.dataloader import SeededSampler
+from ppq2l.data.device_normalize import DeviceLoader
 from ppq2l.errors import ConfigError, DataError
 
 CLASS_NUM = 4
@@ -148,7 +149,8 @@ def test_pipeline_without_chw_float_output_is_explained(list_root):
 # ------------------------------------------------------------------- normalize_on_device
 @pytest.mark.parametrize("order, workers", [("hwc", 0), ("chw", 2)])
 def test_normalize_on_device_gives_the_same_model_input_bit_for_bit(list_root, order, workers):
-    # uint8 batches (CutMix included) normalised after the transfer equal the float32 batches.
+    # The loader hands over uint8 batches (CutMix included); DeviceLoader normalises them after the
+    # transfer into exactly the float32 batches of the loader that normalises in its workers.
     section = train_section(list_root, num_workers=workers)
     if order == "chw":
         ops = section["dataset"]["transform_ops"]
@@ -156,15 +158,32 @@ def test_normalize_on_device_gives_the_same_model_input_bit_for_bit(list_root, o
     plain = build_dataloader(copy.deepcopy(section), "Train", CLASS_NUM, seed=3)
     section["loader"]["normalize_on_device"] = True
     on_device = build_dataloader(section, "Train", CLASS_NUM, seed=3)
-    assert plain.device_normalize is None and on_device.device_normalize is not None
+    handed_over = all_batches(on_device)
+    assert all(images.dtype == torch.uint8 for images, _ in handed_over)
+    on_device.set_epoch(0)
+    delivered = DeviceLoader(on_device, torch.device("cpu"), torch.channels_last)
+    assert len(delivered) == len(on_device) == NUM_IMAGES // 4
     batches = 0
-    for (expected, targets), (images, labels) in zip(all_batches(plain), all_batches(on_device)):
-        assert images.dtype == torch.uint8 and images.shape == expected.shape
-        normalized = on_device.device_normalize(images.contiguous(memory_format=torch.channels_last))
-        assert normalized.dtype == torch.float32 and normalized.is_contiguous(memory_format=torch.channels_last)
-        assert torch.equal(normalized, expected) and torch.equal(labels, targets)
+    for (expected, targets), (images, labels), (uint8, _) in zip(all_batches(plain), delivered, handed_over):
+        assert images.dtype == torch.float32 and images.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(images, expected) and torch.equal(labels, targets)
+        assert images.shape == uint8.shape
         batches += 1
     assert batches == NUM_IMAGES // 4
+
+
+def test_device_loader_only_moves_batches_that_need_no_normalisation(list_root):
+    loader = build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=3)
+    loader.set_epoch(1)
+    expected = all_batches(loader)
+    loader.set_epoch(1)
+    moved = list(DeviceLoader(loader, torch.device("cpu")))
+    assert len(moved) == len(expected) and all(
+        torch.equal(a, b) and torch.equal(s, t) for (a, s), (b, t) in zip(moved, expected))
+    batch = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)  # any iterable of batches, e.g. a list
+    (images, targets), = DeviceLoader([(batch, "targets")], torch.device("cpu"), torch.channels_last)
+    assert images.dtype == torch.uint8 and images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(images, batch) and targets == "targets"
 
 
 def test_normalize_on_device_needs_normalisation_last(list_root):
@@ -183,9 +202,9 @@ def test_device_normalize_mistakes_are_config_errors_naming_the_pipeline(list_ro
     section["dataset"]["transform_ops"][-2] = {"NormalizeImage": {"mean": [0.5], "std": [0.5], "order": ""}}
     del section["batch_transform_ops"]
     loader = build_dataloader(section, "Train", CLASS_NUM)
-    images, _ = next(iter(loader))
     with pytest.raises(ConfigError, match=r"Train\.dataset\.transform_ops: NormalizeImage has mean/std for 1 "
                                           r"channels but the images have 3"):
-        loader.device_normalize(images)
+        next(iter(DeviceLoader(loader, torch.device("cpu"))))
+    images, _ = next(iter(loader))
     with pytest.raises(ConfigError, match=r"needs uint8 \[B, C, H, W\] batches.*float32"):
         loader.device_normalize(images.float())
