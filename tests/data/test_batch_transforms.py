@@ -52,7 +52,13 @@ def test_cutmix_is_reproducible_and_validated():
     first = CutMix(prob=1.0)(images, targets, np.random.default_rng(9))
     second = CutMix(prob=1.0)(images, targets, np.random.default_rng(9))
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
-    with pytest.raises(ConfigError, match="label_mode"):
+    with pytest.raises(ConfigError, match=r"^DataLoader\.Train\.batch_transform_ops\.0 CutMix: label_mode must "
+                                          r"be one of mix, union, got 'max'"):
         build_batch_transforms([{"CutMix": {"label_mode": "max"}}], "DataLoader.Train.batch_transform_ops")
-    with pytest.raises(ConfigError, match="alpha"):
+    with pytest.raises(ConfigError, match=r"^DataLoader\.Train\.batch_transform_ops\.0: unknown batch "
+                                          r"transform 'Cutmix'\. Did you mean 'CutMix'\?"):
+        build_batch_transforms([{"Cutmix": None}], "DataLoader.Train.batch_transform_ops")
+    with pytest.raises(ConfigError, match=r"^alpha must be a finite number > 0 \(of the Beta distribution\), got 0$"):
         CutMix(alpha=0)
+    with pytest.raises(ConfigError, match=r"^prob must be a number from 0 to 1, got True$"):
+        CutMix(prob=True)

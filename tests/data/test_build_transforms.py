@@ -48,6 +48,34 @@ def test_build_transforms_runs_a_pipeline_reproducibly():
     ([{"ResizeImage": {"sise": 8}}], r"Train\.ops\.0 ResizeImage: unknown keyword 'sise'"),
     ([{"ResizeImage": {"size": 8, "interpolation": "bad"}}], r"Train\.ops\.0 ResizeImage: interpolation"),
     ({"ResizeImage": {"size": 8}}, r"Train\.ops: expected a list"),
+    # each op's own checks, located at the entry: the key, what would be right, what was given
+    ([{"CropImage": None}], r"^Train\.ops\.0 CropImage needs size$"),
+    ([{"ResizeImage": {"size": [10]}}], r"^Train\.ops\.0 ResizeImage: size must be a list of 2 positive "
+                                        r"integers, like \[448, 448\] \(width, height\), got \[10\]$"),
+    ([{"ResizeImage": {"size": 0}}], r"size must be a positive integer \(or a \[width, height\] list\), got 0$"),
+    ([{"ResizeImage": {"size": 8, "interpolation": "bilinar"}}],
+     r"interpolation must be one of nearest, bilinear, .*random, got 'bilinar'\. Did you mean 'bilinear'\?$"),
+    ([{"ResizeImage": {"size": 8, "backend": "pil"}}], r"backend must be one of cv2, got 'pil'"),
+    ([{"DecodeImage": {"to_rgb": "yes"}}], r"^Train\.ops\.0 DecodeImage: to_rgb must be true or false, got 'yes'$"),
+    ([{"DecodeImage": {"reduce_to": 0}}], r"reduce_to must be a positive integer or null \(pixels; null decodes "
+                                          r"at full size\), got 0$"),
+    ([{"RandomFlip": {"flip_code": True}}], r"^Train\.ops\.0 RandomFlip: flip_code must be an integer from -1 to "
+                                            r"1 \(1 horizontal, 0 vertical, -1 both\), got True$"),
+    ([{"RandFlipImage": {"prob": 1.5}}], r"^Train\.ops\.0 RandFlipImage: prob must be a number from 0 to 1, got 1\.5$"),
+    ([{"RandAugment": {"magnitude": 11}}], r"magnitude must be a number from 0 to 10 \(the strength out of "
+                                           r"max_level 10\), got 11$"),
+    ([{"RandAugment": {"ops": ["Rotate", "Invertt"]}}], r"each of ops must be one of Identity, .*got 'Invertt'"),
+    ([{"RandAugment": {"ops": []}}], r"RandAugment: ops must be a non-empty list of Identity, .*got \[\]$"),
+    ([{"RandAugment": {"fillcolor": True}}], r"fillcolor must be an integer from 0 to 255 \(or a list of three\)"),
+    ([{"RandAugment": {"fillcolor": [1, 2]}}], r"fillcolor must be a list of 3 integers from 0 to 255"),
+    ([{"Cutout": {"n_holes": 0}}], r"^Train\.ops\.0 Cutout: n_holes must be a positive integer, got 0$"),
+    ([{"Cutout": {"fill": "black"}}], r"Cutout: fill must be a finite number \(or 'random'\), got 'black'$"),
+    ([{"Cutout": {"fact": 0}}], r"Cutout: fact must be a number in \(0, 1\] \(of the image's short side\), got 0$"),
+    ([{"NormalizeImage": {"mean": "0.5"}}], r"NormalizeImage: mean must be a list of one or more finite numbers, "
+                                            r"like \[0\.485, 0\.456, 0\.406\] \(one per channel\), got '0\.5'$"),
+    ([{"NormalizeImage": {"std": [0.2, 0, 0.2]}}], r"std must be a list of one or more finite numbers > 0"),
+    ([{"NormalizeImage": {"order": "whc"}}], r"order must be one of hwc, chw, got 'whc'\. Did you mean 'hwc'\?$"),
+    ([{"NormalizeImage": {"mean": [0.5], "std": [0.5, 0.5]}}], r"need one value per channel each, got 1 and 2$"),
 ])
 def test_build_transforms_errors_name_the_entry(ops, message):
     with pytest.raises(ConfigError, match=message):

@@ -101,13 +101,17 @@ def test_sampler_shards_across_processes():
     ("datasets", {}, r"DataLoader\.Train\.datasets: unknown key\. Did you mean 'dataset'"),
     ("sampler.batchsize", 4, r"DataLoader\.Train\.sampler\.batchsize: unknown key.*'batch_size'"),
     ("loader.num_worker", 1, r"DataLoader\.Train\.loader\.num_worker: unknown key.*'num_workers'"),
-    ("sampler.name", "RandomSampler", r"sampler\.name must be one of"),
-    ("sampler.batch_size", 0, r"sampler\.batch_size must be an int >= 1"),
-    ("sampler.shuffle", "yes", r"sampler\.shuffle must be a bool"),
+    ("sampler.name", "RandomSampler", r"^DataLoader\.Train\.sampler\.name must be one of BatchSampler, "
+                                      r"DistributedBatchSampler, got 'RandomSampler'"),
+    ("sampler.batch_size", 0, r"^DataLoader\.Train\.sampler\.batch_size must be a positive integer, got 0$"),
+    ("sampler.shuffle", "yes", r"^DataLoader\.Train\.sampler\.shuffle must be true or false, got 'yes'$"),
+    ("loader.num_workers", -1, r"^DataLoader\.Train\.loader\.num_workers must be an integer >= 0, got -1$"),
+    ("loader.prefetch_factor", 1.5, r"loader\.prefetch_factor must be a positive integer, got 1\.5"),
+    ("dataset", {"image_root": "x"}, r"^DataLoader\.Train\.dataset: expected a mapping with a name, e\.g\. "),
     ("loader.use_shared_memory", False, r"use_shared_memory"),
     ("dataset.class_num", 5, r"dataset\.class_num is 5 but the model has 4"),
     ("dataset.label_ratio", True, r"DataLoader\.Train\.dataset MultiLabelListDataset: unknown keyword 'label_ratio'"),
-    ("dataset.name", "CocoDatset", r"unknown dataset 'CocoDatset'.*CocoDataset"),
+    ("dataset.name", "CocoDatset", r"^DataLoader\.Train\.dataset\.name: unknown dataset 'CocoDatset'.*CocoDataset"),
 ])
 def test_config_mistakes_name_the_key(list_root, path, value, message):
     section = train_section(list_root)
@@ -193,7 +197,7 @@ def test_normalize_on_device_needs_normalisation_last(list_root):
                                           r"RandAugment, ToCHWImage"):
         build_dataloader(section, "Train", CLASS_NUM)
     section = train_section(list_root, normalize_on_device="yes")
-    with pytest.raises(ConfigError, match=r"loader\.normalize_on_device must be a bool"):
+    with pytest.raises(ConfigError, match=r"loader\.normalize_on_device must be true or false, got 'yes'"):
         build_dataloader(section, "Train", CLASS_NUM)
 
 

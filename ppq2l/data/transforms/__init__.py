@@ -12,12 +12,12 @@ Importing this package registers every op.
 """
 from __future__ import annotations
 
-from ppq2l.data.transforms.compose import Compose, build_registered_ops, build_transforms
+from ppq2l.data.transforms.compose import Compose, build_transforms
 from ppq2l.data.transforms.decode import DecodeImage, decode_to_bgr
 from ppq2l.data.transforms.normalize import NormalizeImage, parse_scale
 from ppq2l.data.transforms.operators import CropImage, Cutout, RandomFlip, ResizeImage, ToCHWImage
 from ppq2l.data.transforms.randaugment import RANDAUGMENT_OPS, RandAugment
 
-__all__ = ["Compose", "build_registered_ops", "build_transforms", "DecodeImage", "decode_to_bgr",
+__all__ = ["Compose", "build_transforms", "DecodeImage", "decode_to_bgr",
            "NormalizeImage", "parse_scale", "CropImage", "Cutout", "RandomFlip", "ResizeImage",
            "ToCHWImage", "RANDAUGMENT_OPS", "RandAugment"]

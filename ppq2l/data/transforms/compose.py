@@ -7,8 +7,7 @@ import numpy as np
 
 from ppq2l.data.transforms.normalize import NormalizeImage
 from ppq2l.data.transforms.operators import ToCHWImage, as_generator
-from ppq2l.errors import ConfigError
-from ppq2l.registry import TRANSFORMS, Registry, check_keywords, parse_component_entry
+from ppq2l.registry import TRANSFORMS
 
 ENTRY_SHAPE = "a one-key mapping such as `- ResizeImage: {size: 224}` (keywords may be empty)"
 
@@ -33,32 +32,6 @@ class Compose:
         return f"Compose({', '.join(type(op).__name__ for op in self.ops)})"
 
 
-def parse_op_entry(entry: Any, where: str, shape: str = ENTRY_SHAPE) -> tuple[str, dict[str, Any]]:
-    """Split one `- OpName: {kwargs}` list entry into (name, kwargs); kwargs may be null."""
-    return parse_component_entry(entry, where, shape)
-
-
-def build_registered_ops(registry: Registry, entries: Any, where: str,
-                         shape: str = ENTRY_SHAPE) -> list[Any]:
-    """Construct each `- OpName: {kwargs}` entry of `entries` from `registry`; errors name the
-    entry as `where.<index>`."""
-    if entries is None:
-        return []
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where}: expected a list of ops, each {shape}; got {entries!r}")
-    ops = []
-    for index, entry in enumerate(entries):
-        place = f"{where}.{index}"
-        name, kwargs = parse_op_entry(entry, place, shape)
-        factory = registry.get(name, place)
-        check_keywords(factory, kwargs, f"{place} {name}")
-        try:
-            ops.append(factory(**kwargs))
-        except ConfigError as error:
-            raise ConfigError(f"{place} {name}: {error}") from error
-    return ops
-
-
 def join_chw_output(ops: Sequence[Any]) -> list[Any]:
     """`ops` with each NormalizeImage on HWC images that a ToCHWImage directly follows joined with
     it into one op that writes CHW (`NormalizeImage.writing_chw`): the same numbers, without
@@ -76,4 +49,4 @@ def join_chw_output(ops: Sequence[Any]) -> list[Any]:
 def build_transforms(ops: list[dict] | None, where: str = "transform_ops") -> Compose:
     """A Compose of the TRANSFORMS listed as `[{DecodeImage: {to_rgb: True}}, {ToCHWImage: null}]`
     (a NormalizeImage and the ToCHWImage after it run as one op, see `join_chw_output`)."""
-    return Compose(join_chw_output(build_registered_ops(TRANSFORMS, ops, where)))
+    return Compose(join_chw_output(TRANSFORMS.build_list(ops, where, ENTRY_SHAPE)))

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
-from ppq2l.errors import ConfigError, DataError
+from ppq2l.checks import flag, integer
+from ppq2l.errors import DataError
 from ppq2l.registry import TRANSFORMS
 
 ORIENTATION_TAG = 0x0112
@@ -151,11 +152,9 @@ class DecodeImage:
 
     def __init__(self, to_rgb: bool = True, channel_first: bool = False,
                  reduce_to: int | None = None) -> None:
-        if reduce_to is not None and (isinstance(reduce_to, bool) or not isinstance(reduce_to, int)
-                                      or reduce_to < 1):
-            raise ConfigError(f"DecodeImage reduce_to must be a positive number of pixels or null "
-                              f"(full-size decoding), got {reduce_to!r}")
-        self.to_rgb, self.channel_first, self.reduce_to = bool(to_rgb), bool(channel_first), reduce_to
+        self.to_rgb, self.channel_first = flag(to_rgb, "to_rgb"), flag(channel_first, "channel_first")
+        self.reduce_to = integer(reduce_to, "reduce_to", minimum=1, allow_none=True,
+                                 why="pixels; null decodes at full size")
 
     def __call__(self, data: bytes | bytearray | memoryview | np.ndarray,
                  rng: np.random.Generator | None = None) -> np.ndarray:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import copy
-import math
 import re
 from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
+from ppq2l.checks import choice, number, number_list
 from ppq2l.errors import ConfigError
 from ppq2l.registry import TRANSFORMS
 
@@ -26,19 +26,7 @@ def parse_scale(value: Any) -> float:
         if denominator == 0:
             raise ConfigError(f"scale {value!r} divides by zero")
         value = numerator / denominator
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ConfigError(f"scale must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _per_channel(values: Any, name: str, positive: bool) -> np.ndarray:
-    if (not isinstance(values, (list, tuple)) or not values
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-            or (positive and not all(v > 0 for v in values))):
-        kind = "positive numbers" if positive else "numbers"
-        raise ConfigError(f"{name} must be a list of {kind} (one per channel), got {values!r}")
-    return np.asarray(values, dtype=np.float32)
+    return number(value, "scale", above=0)
 
 
 def normalize_in_place(values: Any, multiplier: Any, offset: Any) -> Any:
@@ -62,14 +50,15 @@ class NormalizeImage:
                  mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225), order: str = "hwc") -> None:
         self.scale = parse_scale(scale)
-        self.mean = _per_channel(list(mean) if isinstance(mean, tuple) else mean, "mean", False)
-        self.std = _per_channel(list(std) if isinstance(std, tuple) else std, "std", True)
+        self.mean = np.asarray(number_list(mean, "mean", example="[0.485, 0.456, 0.406] (one per "
+                                           "channel)"), dtype=np.float32)
+        self.std = np.asarray(number_list(std, "std", above=0, example="[0.229, 0.224, 0.225] (one "
+                                          "per channel)"), dtype=np.float32)
         if len(self.mean) != len(self.std):
             raise ConfigError(f"mean and std need one value per channel each, got {len(self.mean)} "
                               f"and {len(self.std)}")
-        if not isinstance(order, str) or order.lower() not in ("", "hwc", "chw"):
-            raise ConfigError(f"order must be 'hwc' (or '') or 'chw', got {order!r}")
-        self.channels_first = order.lower() == "chw"
+        layout = "hwc" if order == "" else order.lower() if isinstance(order, str) else order
+        self.channels_first = choice(layout, "order", ["hwc", "chw"]) == "chw"
         self.chw_output = self.channels_first
         # The constants of normalize_in_place, per channel, derived here once for every path.
         self.multiplier = np.float32(self.scale) / self.std

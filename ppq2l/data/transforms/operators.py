@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from ppq2l.checks import choice, integer, number, number_list
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.registry import TRANSFORMS
 
@@ -26,23 +27,14 @@ def as_generator(rng: np.random.Generator | None) -> np.random.Generator:
     return rng if rng is not None else np.random.default_rng()
 
 
-def _size_pair(value: Any, name: str) -> tuple[int, int]:
-    """An int or a [w, h] pair of positive ints as (w, h)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be an int or [width, height], got {value!r}")
-    if isinstance(value, int):
-        value = [value, value]
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ConfigError(f"{name} must be a positive int or [width, height] of positive ints, "
-                          f"got {value!r}")
-    return int(value[0]), int(value[1])
-
-
-def _check_probability(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ConfigError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
+def size_pair(value: Any, key: str) -> tuple[int, int]:
+    """A positive int (a square) or a [width, height] list of positive ints, as (width, height)."""
+    if isinstance(value, (list, tuple)):
+        width, height = number_list(value, key, length=2, integers=True, minimum=1,
+                                    example="[448, 448] (width, height)")
+        return width, height
+    side = integer(value, key, minimum=1, why="or a [width, height] list")
+    return side, side
 
 
 # ------------------------------------------------------------------------------- geometry
@@ -55,18 +47,12 @@ class ResizeImage:
         if (size is None) == (resize_short is None):
             raise ConfigError(f"set exactly one of size and resize_short, got size={size!r}, "
                               f"resize_short={resize_short!r}")
-        self.size = _size_pair(size, "size") if size is not None else None
-        if resize_short is not None and (isinstance(resize_short, bool) or not isinstance(
-                resize_short, int) or resize_short <= 0):
-            raise ConfigError(f"resize_short must be a positive int, got {resize_short!r}")
-        self.resize_short = resize_short
+        self.size = size_pair(size, "size") if size is not None else None
+        self.resize_short = integer(resize_short, "resize_short", minimum=1, allow_none=True)
         interpolation = "bilinear" if interpolation is None else interpolation
-        if interpolation != RANDOM_INTERPOLATION and interpolation not in INTERPOLATIONS:
-            raise ConfigError(f"interpolation must be one of "
-                              f"{', '.join([*INTERPOLATIONS, RANDOM_INTERPOLATION])}, got {interpolation!r}")
-        self.interpolation = interpolation
-        if backend != "cv2":
-            raise ConfigError(f"backend must be 'cv2' (the only one available), got {backend!r}")
+        self.interpolation = choice(interpolation, "interpolation",
+                                    [*INTERPOLATIONS, RANDOM_INTERPOLATION])
+        choice(backend, "backend", ["cv2"])  # PaddleClas also has 'pil'; only OpenCV is here
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(w, h) an image of `width` x `height` is resized to."""
@@ -92,7 +78,7 @@ class CropImage:
     """Center crop to `size` (an int or [w, h]); the image must be at least that large."""
 
     def __init__(self, size: int | Sequence[int]) -> None:
-        self.width, self.height = _size_pair(size, "size")
+        self.width, self.height = size_pair(size, "size")
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         height, width = image.shape[:2]
@@ -109,10 +95,9 @@ class RandomFlip:
     """With probability `prob` flip an HWC image: flip_code 1 left-right, 0 up-down, -1 both."""
 
     def __init__(self, flip_code: int = 1, prob: float = 0.5) -> None:
-        if flip_code not in (-1, 0, 1) or isinstance(flip_code, bool):
-            raise ConfigError(f"flip_code must be 1 (horizontal), 0 (vertical) or -1 (both), "
-                              f"got {flip_code!r}")
-        self.flip_code, self.prob = flip_code, _check_probability(prob, "prob")
+        self.flip_code = integer(flip_code, "flip_code", minimum=-1, maximum=1,
+                                 why="1 horizontal, 0 vertical, -1 both")
+        self.prob = number(prob, "prob", minimum=0, maximum=1)
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         if as_generator(rng).random() >= self.prob:
@@ -124,7 +109,6 @@ class RandomFlip:
         return np.ascontiguousarray(image)
 
 
-
 # --------------------------------------------------------------------------------- Cutout
 @TRANSFORMS.register
 class Cutout:
@@ -133,16 +117,13 @@ class Cutout:
 
     def __init__(self, n_holes: int = 1, length: int | None = None, fact: float = 0.5,
                  fill: str | int | float = "random") -> None:
-        if isinstance(n_holes, bool) or not isinstance(n_holes, int) or n_holes < 1:
-            raise ConfigError(f"n_holes must be an int >= 1, got {n_holes!r}")
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
-            raise ConfigError(f"length must be a positive int (pixels) or null, got {length!r}")
-        if length is None and (isinstance(fact, bool) or not isinstance(fact, (int, float))
-                               or not 0 < fact <= 1):
-            raise ConfigError(f"fact must be a number in (0, 1], got {fact!r}")
-        if fill != "random" and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
-            raise ConfigError(f"fill must be 'random' or a number, got {fill!r}")
-        self.n_holes, self.length, self.fact, self.fill = n_holes, length, fact, fill
+        self.n_holes = integer(n_holes, "n_holes", minimum=1)
+        self.length = integer(length, "length", minimum=1, allow_none=True, why="pixels")
+        if length is None:
+            number(fact, "fact", above=0, maximum=1, why="of the image's short side")
+        if fill != "random":
+            number(fill, "fill", why="or 'random'")
+        self.fact, self.fill = fact, fill
 
     def side(self, height: int, width: int) -> int:
         """Side in pixels of each square hole for an image of this size."""

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ppq2l.data.transforms.operators import INTERPOLATIONS, as_generator
+from ppq2l.checks import choice, integer, number, number_list
 from ppq2l.errors import ConfigError
 from ppq2l.registry import TRANSFORMS
 
@@ -148,25 +149,22 @@ class RandAugment:
     def __init__(self, num_layers: int = 2, magnitude: float = 5, max_level: float = 10,
                  fillcolor: Sequence[int] | int = (128, 128, 128),
                  ops: Sequence[str] | None = None, interpolation: str = "bilinear") -> None:
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-            raise ConfigError(f"num_layers must be an int >= 0, got {num_layers!r}")
-        if isinstance(max_level, bool) or not isinstance(max_level, (int, float)) or max_level <= 0:
-            raise ConfigError(f"max_level must be a positive number, got {max_level!r}")
-        if (isinstance(magnitude, bool) or not isinstance(magnitude, (int, float))
-                or not 0 <= magnitude <= max_level):
-            raise ConfigError(f"magnitude must be a number in [0, max_level={max_level}], got {magnitude!r}")
-        fill = [fillcolor] * 3 if isinstance(fillcolor, int) else list(fillcolor)
-        if len(fill) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in fill):
-            raise ConfigError(f"fillcolor must be an int or three ints in 0..255, got {fillcolor!r}")
-        names = list(RANDAUGMENT_OPS) if ops is None else list(ops)
-        unknown = [name for name in names if name not in RANDAUGMENT_OPS]
-        if unknown or not names:
-            raise ConfigError(f"ops must be a non-empty list of {', '.join(RANDAUGMENT_OPS)}; "
-                              f"unknown: {unknown}")
-        self.num_layers, self.level = num_layers, float(magnitude) / float(max_level)
-        if interpolation not in WARP_INTERPOLATIONS:
-            raise ConfigError(f"RandAugment interpolation must be one of "
-                              f"{', '.join(WARP_INTERPOLATIONS)}, got {interpolation!r}")
+        self.num_layers = integer(num_layers, "num_layers", minimum=0)
+        max_level = number(max_level, "max_level", above=0)
+        magnitude = number(magnitude, "magnitude", minimum=0, maximum=max_level,
+                           why=f"the strength out of max_level {max_level:g}")
+        if isinstance(fillcolor, (list, tuple)):
+            fill = number_list(fillcolor, "fillcolor", length=3, integers=True, minimum=0,
+                               maximum=255, example="[128, 128, 128]")
+        else:
+            fill = [integer(fillcolor, "fillcolor", minimum=0, maximum=255,
+                            why="or a list of three")] * 3
+        if ops is not None and (not isinstance(ops, (list, tuple)) or not ops):
+            raise ConfigError(f"ops must be a non-empty list of {', '.join(RANDAUGMENT_OPS)} (or "
+                              f"null for all of them), got {ops!r}")
+        names = [choice(name, "each of ops", list(RANDAUGMENT_OPS)) for name in ops or RANDAUGMENT_OPS]
+        self.level = magnitude / max_level
+        interpolation = choice(interpolation, "interpolation", WARP_INTERPOLATIONS)
         self.warp, self.names = Warp(tuple(fill), INTERPOLATIONS[interpolation]), names
 
     def op_value(self, name: str) -> float:
