@@ -30,7 +30,9 @@ from ppq2l.registry import DATASETS
 
 SECTION_KEYS = ("dataset", "sampler", "loader", "batch_transform_ops")
 SAMPLER_KEYS = ("name", "batch_size", "shuffle", "drop_last")
-SAMPLER_NAMES = ("BatchSampler", "DistributedBatchSampler")  # both shard when torch.distributed runs
+# The one sampler there is (SeededSampler) shards the samples across the processes of a
+# distributed run, which is what PaddleClas calls DistributedBatchSampler; `name` may say so.
+SAMPLER_NAME = "DistributedBatchSampler"
 LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
                "use_shared_memory", "normalize_on_device")
 TRAIN_MODE = "Train"
@@ -48,6 +50,18 @@ def check_keys(mapping: Any, valid: Sequence[str], where: str) -> dict:
             raise ConfigError(f"{where}.{key}: unknown key.{did_you_mean(key, valid)} "
                               f"Valid keys: {', '.join(valid)}")
     return dict(mapping)
+
+
+def check_sampler_name(name: Any, where: str) -> None:
+    """Accept a missing `sampler.name` or the one that describes SeededSampler; refuse the rest,
+    BatchSampler (every process reads all samples) with why, since it would change nothing."""
+    if name == "BatchSampler":
+        raise ConfigError(f"{where}.sampler.name: BatchSampler (each process reads every sample) is "
+                          f"not available: the sampler always shards the samples across the "
+                          f"processes of a distributed run, as {SAMPLER_NAME} does; write name: "
+                          f"{SAMPLER_NAME} or leave name out")
+    if name is not None:
+        choice(name, f"{where}.sampler.name", [SAMPLER_NAME])
 
 
 class SeededSampler(Sampler):
@@ -250,7 +264,7 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
     sampler_cfg = check_keys(section.get("sampler"), SAMPLER_KEYS, f"{where}.sampler")
     loader_cfg = check_keys(section.get("loader"), LOADER_KEYS, f"{where}.loader")
 
-    choice(sampler_cfg.get("name", SAMPLER_NAMES[0]), f"{where}.sampler.name", SAMPLER_NAMES)
+    check_sampler_name(sampler_cfg.get("name"), where)
     if "batch_size" not in sampler_cfg:
         raise ConfigError(f"{where}.sampler.batch_size is missing")
     sampler_path, loader_path = f"{where}.sampler", f"{where}.loader"  # named in errors

@@ -101,8 +101,10 @@ def test_sampler_shards_across_processes():
     ("datasets", {}, r"DataLoader\.Train\.datasets: unknown key\. Did you mean 'dataset'"),
     ("sampler.batchsize", 4, r"DataLoader\.Train\.sampler\.batchsize: unknown key.*'batch_size'"),
     ("loader.num_worker", 1, r"DataLoader\.Train\.loader\.num_worker: unknown key.*'num_workers'"),
-    ("sampler.name", "RandomSampler", r"^DataLoader\.Train\.sampler\.name must be one of BatchSampler, "
-                                      r"DistributedBatchSampler, got 'RandomSampler'"),
+    ("sampler.name", "RandomSampler",
+     r"^DataLoader\.Train\.sampler\.name must be one of DistributedBatchSampler, got 'RandomSampler'"),
+    ("sampler.name", "BatchSampler", r"^DataLoader\.Train\.sampler\.name: BatchSampler \(each process reads "
+                                     r"every sample\) is not available.*write name: DistributedBatchSampler"),
     ("sampler.batch_size", 0, r"^DataLoader\.Train\.sampler\.batch_size must be a positive integer, got 0$"),
     ("sampler.shuffle", "yes", r"^DataLoader\.Train\.sampler\.shuffle must be true or false, got 'yes'$"),
     ("loader.num_workers", -1, r"^DataLoader\.Train\.loader\.num_workers must be an integer >= 0, got -1$"),
@@ -122,6 +124,15 @@ def test_config_mistakes_name_the_key(list_root, path, value, message):
     node[last] = value
     with pytest.raises(ConfigError, match=message):
         build_dataloader(section, "Train", CLASS_NUM)
+
+
+def test_sampler_name_is_optional_and_only_names_the_sampler_there_is(list_root):
+    section = train_section(list_root)
+    named = build_dataloader(copy.deepcopy(section), "Train", CLASS_NUM, seed=2)
+    del section["sampler"]["name"]
+    unnamed = build_dataloader(section, "Train", CLASS_NUM, seed=2)
+    for (a, s), (b, t) in zip(all_batches(named), all_batches(unnamed)):
+        assert torch.equal(a, b) and torch.equal(s, t)
 
 
 def test_structural_mistakes(list_root):
