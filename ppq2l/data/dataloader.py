@@ -53,8 +53,8 @@ def check_keys(mapping: Any, valid: Sequence[str], where: str) -> dict:
 
 
 def check_sampler_name(name: Any, where: str) -> None:
-    """Accept a missing `sampler.name` or the one that describes SeededSampler; refuse the rest,
-    BatchSampler (every process reads all samples) with why, since it would change nothing."""
+    """Accept a missing `sampler.name` or the one that describes SeededSampler; refuse the rest.
+    BatchSampler gets its own reason: accepting it would silently do what the other name does."""
     if name == "BatchSampler":
         raise ConfigError(f"{where}.sampler.name: BatchSampler (each process reads every sample) is "
                           f"not available: the sampler always shards the samples across the "
