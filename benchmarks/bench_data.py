@@ -45,7 +45,7 @@ from torchvision import transforms as T  # noqa: E402
 
 from ppq2l.config import get_config  # noqa: E402
 from ppq2l.data import build_dataloader  # noqa: E402
-from ppq2l.data.device_normalize import to_model_input  # noqa: E402
+from ppq2l.data.device_normalize import DeviceLoader  # noqa: E402
 from ppq2l.data.list_dataset import find_missing_files  # noqa: E402
 from ppq2l.data.transforms import build_transforms  # noqa: E402
 
@@ -154,8 +154,7 @@ def loader_images_per_second(config: dict, list_file: Path, workers: int, batch:
     for epoch in range(passes + 1):  # the first pass starts the workers and is not timed
         if epoch == 1:
             started = time.perf_counter()
-        for images, _ in loader:
-            images = to_model_input(images, loader, torch.device("cpu"))
+        for images, _ in DeviceLoader(loader, torch.device("cpu")):
             assert images.dtype == torch.float32
             delivered += images.shape[0] if epoch else 0
     return delivered / (time.perf_counter() - started)
