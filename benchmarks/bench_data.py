@@ -26,30 +26,27 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+import cv2
+import numpy as np
+import PIL
+import torch
+import torchvision
+from PIL import Image, ImageDraw
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import PIL  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-from torchvision import transforms as T  # noqa: E402
+from ppq2l.config import get_config
+from ppq2l.data import build_dataloader
+from ppq2l.data.device_normalize import DeviceLoader
+from ppq2l.data.list_dataset import find_missing_files
+from ppq2l.data.transforms import build_transforms
 
-from ppq2l.config import get_config  # noqa: E402
-from ppq2l.data import build_dataloader  # noqa: E402
-from ppq2l.data.device_normalize import DeviceLoader  # noqa: E402
-from ppq2l.data.list_dataset import find_missing_files  # noqa: E402
-from ppq2l.data.transforms import build_transforms  # noqa: E402
-
-from bench_common import write_results  # noqa: E402
+from bench_common import write_results
 
 IMAGE_SIZES = ((640, 480), (480, 640), (640, 427))  # (width, height), the common COCO shapes
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
