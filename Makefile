@@ -15,7 +15,7 @@ venv: $(STAMP)
 # Re-installs only when a requirements file or the package description changed since the last
 # install. The package itself is installed in editable mode (no copy), which puts the ppq2l-*
 # commands on the venv's PATH and lets tools/*.py import it from the checkout.
-$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+$(STAMP): requirements.txt requirements-test.txt deploy/triton/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
