@@ -3,8 +3,10 @@ session on the asked-for providers with the CPU as fallback, and the preprocessi
 and thresholds read from the model's own metadata. No torch."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,22 @@ def resolve_model_path(model_dir: str | os.PathLike) -> Path:
     return path
 
 
+def preload_cuda_libraries(logger: logging.Logger) -> None:
+    """Load the CUDA and cuDNN libraries that onnxruntime-gpu's CUDA provider links against from
+    where pip puts them (site-packages/nvidia: torch's CUDA wheels, or onnxruntime-gpu[cuda,cudnn]),
+    which the dynamic loader does not search: without this, a process that has not imported torch
+    falls back to the CPU ("libcublasLt.so... not found"). onnxruntime >= 1.21 has preload_dlls;
+    its messages go to stderr, as stdout carries the records."""
+    preload = getattr(onnxruntime, "preload_dlls", None)
+    if preload is None:
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            preload()
+        except (OSError, RuntimeError) as error:
+            logger.warning("could not preload the CUDA libraries for onnxruntime: %s", error)
+
+
 def choose_providers(use_gpu: bool, use_tensorrt: bool, use_fp16: bool,
                      model_dir: Path, logger: logging.Logger) -> list[Any]:
     """Execution providers in preference order; CPU always comes last as the fallback."""
@@ -51,6 +69,7 @@ def choose_providers(use_gpu: bool, use_tensorrt: bool, use_fp16: bool,
         elif use_tensorrt:
             logger.warning("use_tensorrt is set but this onnxruntime has no TensorRT provider")
         if CUDA in available:
+            preload_cuda_libraries(logger)
             providers.append(CUDA)
         else:
             logger.warning("use_gpu is set but this onnxruntime has no CUDA provider (install "

@@ -1,0 +1,66 @@
+"""benchmarks/gpu_check.sh in its CI-safe CPU mode (small sizes): it exports and checks parity,
+runs the deploy predictor and the CPU backends, writes its JSON and says what needs a GPU; and the
+GPU peak table answers by device name."""
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+TINY_Q2L = ["-o", "Arch.backbone.arch=resnet18", "-o", "Arch.hidden_dim=512", "-o", "Arch.dim_feedforward=512"]
+
+
+@pytest.mark.slow
+def test_cpu_mode_runs_its_checks_and_says_what_needs_a_gpu(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        noise = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
+        assert cv2.imwrite(str(photos / f"photo{index}.jpg"), cv2.GaussianBlur(noise, (9, 9), 3))
+    output = tmp_path / "results" / "gpu_check.json"
+    result = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu-only", "--configs", "q2l_r101_448",
+         "--size", "64", *TINY_Q2L, "--compile", "off", "--batches", "1", "2", "--repeats", "1",
+         "--photos", str(photos), "--photo_repeats", "1", "--output", str(output)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "needs a GPU" in result.stderr
+    report = json.loads(output.read_text())
+    assert report["mode"] == "cpu-only" and report["why_cpu_only"] == "--cpu-only"
+    assert "the deploy predictor on the CUDA provider" in report["needs_gpu"]
+    assert report["failures"] == []
+    sections = report["sections"]
+    export = sections["export q2l_r101_448"]
+    assert set(export) == {"fp32", "seconds"}  # float16 export needs a GPU
+    assert set(export["fp32"]["max_abs_diff_vs_torch"]) == {"1x3x64x64", "4x3x64x64"}
+    assert max(export["fp32"]["max_abs_diff_vs_torch"].values()) <= 1e-4
+    deploy = sections["deploy predictor"]
+    assert deploy["providers"] == "CPUExecutionProvider" and deploy["torch_imported"] is False
+    assert deploy["files"] == 3 and deploy["error_records"] == {} and deploy["images_per_second"] > 0
+    speed = sections["speed q2l_r101_448"]
+    assert speed["input"] == [64, 64] and speed["model_gflop_per_image"] > 0
+    rows = {(row["backend"], row["batch"]): row for row in speed["rows"]}
+    assert set(rows) == {(backend, batch) for backend in ("torch eager fp32 (cpu)", "onnxruntime CPU fp32")
+                         for batch in (1, 2)}
+    assert all(row["images_per_second"] > 0 and "fraction_of_fp16_peak" not in row for row in rows.values())
+    assert "training step" not in sections
+
+
+def test_peak_table_by_device_name(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    gpu_check = importlib.import_module("gpu_check")
+    assert gpu_check.peak_fp16("NVIDIA H200")[0] == 989.4
+    assert gpu_check.peak_fp16("NVIDIA H200 NVL")[0] == 835.0
+    assert gpu_check.peak_fp16("NVIDIA H100 80GB HBM3")[0] == 989.4
+    assert gpu_check.peak_fp16("NVIDIA H100 PCIe")[0] == 756.0
+    assert gpu_check.peak_fp16("NVIDIA A100-SXM4-80GB")[0] == 312.0
+    peak, note = gpu_check.peak_fp16("Tesla T4")
+    assert peak is None and "unknown GPU 'Tesla T4'" in note
