@@ -38,6 +38,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="instances of the ONNX model (per GPU with --kind gpu)")
     parser.add_argument("--python_instances", type=int, default=defaults["python_instances"],
                         help="CPU instances of the preprocess and postprocess models each")
+    parser.add_argument("--python_env", default=None,
+                        help="a Python environment with ppq2l installed, for the python models "
+                             "(EXECUTION_ENV_PATH: a folder or conda-pack archive, as the server sees it); "
+                             "default: the server's own Python")
     parser.add_argument("--tensorrt", action="store_true",
                         help="run the ONNX model through onnxruntime's TensorRT accelerator")
     parser.add_argument("--tensorrt_fp16", action="store_true", help="TensorRT in float16 (with --tensorrt)")
@@ -54,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              preferred_batch_sizes=args.preferred_batch_sizes,
                              max_queue_delay_us=args.max_queue_delay_us, kind=args.kind,
                              instances=args.instances, python_instances=args.python_instances,
-                             tensorrt=args.tensorrt, tensorrt_fp16=args.tensorrt_fp16)
+                             tensorrt=args.tensorrt, tensorrt_fp16=args.tensorrt_fp16,
+                             python_env=args.python_env)
     if (args.model_dir is None) == (args.config is None):
         raise ConfigError("give the model with --model_dir (an export folder) or with -c CONFIG "
                           "-o Global.pretrained_model=PATH (exported first), not both")

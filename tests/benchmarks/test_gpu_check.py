@@ -45,6 +45,12 @@ def test_cpu_mode_runs_its_checks_and_says_what_needs_a_gpu(tmp_path):
     deploy = sections["deploy predictor"]
     assert deploy["providers"] == "CPUExecutionProvider" and deploy["torch_imported"] is False
     assert deploy["files"] == 3 and deploy["error_records"] == {} and deploy["images_per_second"] > 0
+    if "CUDAExecutionProvider" in report["onnxruntime_providers"]:
+        # onnxruntime-gpu as requirements.txt installs it: every library its CUDA provider needs
+        # loads without torch once preloaded; only the driver (libcuda, absent without a GPU) may not
+        libraries = deploy["cuda_libraries"]
+        assert set(libraries["missing"]) <= {"libcuda.so.1"}, libraries
+        assert "libcublasLt.so.13" in libraries["found"] and "libcudnn.so.9" in libraries["found"]
     speed = sections["speed q2l_r101_448"]
     assert speed["input"] == [64, 64] and speed["model_gflop_per_image"] > 0
     rows = {(row["backend"], row["batch"]): row for row in speed["rows"]}

@@ -29,6 +29,7 @@ class ServingOptions:
     python_instances: int = 2
     tensorrt: bool = False
     tensorrt_fp16: bool = False
+    python_env: str | None = None
     names: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +103,9 @@ def python_config(name: str, inputs: list[str], outputs: list[str], options: Ser
     text = header(name, 'backend: "python"', options.max_batch_size)
     text += tensors("input", inputs) + tensors("output", outputs)
     text += f"instance_group [ {{ count: {options.python_instances} kind: KIND_CPU }} ]\n"
+    if options.python_env:  # a Python environment (folder or conda-pack archive) holding ppq2l
+        text += (f"parameters: {{ key: \"EXECUTION_ENV_PATH\" value: {{ string_value: "
+                 f"{quoted(options.python_env)} }} }}\n")
     return text
 
 
