@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import functools
 import json
 import subprocess
@@ -48,6 +49,7 @@ PEAK_FP16_TFLOPS = (("H200 NVL", 835.0), ("H200", 989.4), ("H100 NVL", 835.0), (
 NEEDS_GPU = ["float16 export and its parity check", "torch eager fp16 and torch.compile on CUDA",
              "onnxruntime CUDA (fp32, fp16 model) and TensorRT fp16", "fraction of the GPU's dense fp16 peak",
              "the deploy predictor on the CUDA provider", "the training step in fp16 with and without compile"]
+TENSORRT_LIBRARY = "libnvinfer.so.10"  # what onnxruntime-gpu 1.31's TensorRT provider links
 PHOTO_FOLDERS = ("shared/testdata", "../shared/testdata", "../../shared/testdata")
 
 
@@ -141,7 +143,13 @@ def session_runner(path: str, providers: list, wanted: str, half: bool):
     """Scores a float32 numpy batch with onnxruntime; raises when `wanted` is not what runs."""
     session = onnxruntime.InferenceSession(path, providers=providers)
     if session.get_providers()[0] != wanted:
-        raise RuntimeError(f"onnxruntime runs on {session.get_providers()}, not {wanted}")
+        reason = ""
+        if wanted == "TensorrtExecutionProvider":  # onnxruntime only logs why; the usual cause:
+            try:
+                ctypes.CDLL(TENSORRT_LIBRARY)
+            except OSError as error:
+                reason = f" ({error}: TensorRT is not installed; it is not in requirements.txt)"
+        raise RuntimeError(f"onnxruntime runs on {session.get_providers()}, not {wanted}{reason}")
 
     def run(images: np.ndarray) -> None:
         session.run(["scores"], {"images": images.astype(np.float16) if half else images})
