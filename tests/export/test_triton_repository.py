@@ -88,6 +88,11 @@ def test_every_config_parses_and_the_ensemble_fits_its_models(repository):
             produced[value] = outputs[key]
     for tensor in ensemble.output:
         assert produced[tensor.name] == (tensor.data_type, list(tensor.dims)), tensor.name
+    # an ensemble output that also feeds a step is pruned when a client asks for the other outputs
+    # only, and Triton then fails the request ("unexpected deadlock")
+    consumed = {value for step in ensemble.ensemble_scheduling.step for value in step.input_map.values()}
+    assert not consumed & {tensor.name for tensor in ensemble.output}
+    assert [tensor.name for tensor in ensemble.output] == ["LABELS"]
     for name in ("ppq2l_preprocess", "ppq2l_postprocess"):
         assert configs[name].backend == "python"
         assert (repo / name / "1" / "model.py").is_file() and (repo / name / "1" / "inference.yml").is_file()

@@ -10,7 +10,7 @@ from typing import Sequence
 from ppq2l.checks import integer
 from ppq2l.errors import ConfigError
 
-IMAGE_INPUT, LABELS_OUTPUT, SCORES_OUTPUT = "IMAGE", "LABELS", "SCORES"
+IMAGE_INPUT, LABELS_OUTPUT = "IMAGE", "LABELS"
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 DATA_TYPES = {"fp32": "TYPE_FP32", "fp16": "TYPE_FP16"}
 TRT_WORKSPACE_BYTES = 1 << 30
@@ -133,14 +133,14 @@ def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
 
 
 def ensemble_config(metadata: dict, options: ServingOptions) -> str:
-    """IMAGE (encoded bytes) -> LABELS (JSON records) and SCORES (the model's scores)."""
+    """IMAGE (encoded bytes) -> LABELS (JSON records). The scores stay internal: an ensemble
+    output that also feeds a later step is dropped when a client asks for the other outputs only,
+    and the request then fails ("unexpected deadlock"); NAME_onnx serves the raw scores."""
     names, model_input, model_output = options.names, metadata["input_name"], metadata["output_name"]
     text = header(names["ensemble"], 'platform: "ensemble"', options.max_batch_size)
     text += tensors("input", [tensor(IMAGE_INPUT, "TYPE_STRING", [1])])
-    text += tensors("output", [tensor(LABELS_OUTPUT, "TYPE_STRING", [1]),
-                               tensor(SCORES_OUTPUT, DATA_TYPES[metadata["precision"]],
-                                      [metadata["class_num"]])])
+    text += tensors("output", [tensor(LABELS_OUTPUT, "TYPE_STRING", [1])])
     steps = [step(names["preprocess"], {IMAGE_INPUT: IMAGE_INPUT}, {model_input: "preprocessed"}),
-             step(names["model"], {model_input: "preprocessed"}, {model_output: SCORES_OUTPUT}),
-             step(names["postprocess"], {model_output: SCORES_OUTPUT}, {LABELS_OUTPUT: LABELS_OUTPUT})]
+             step(names["model"], {model_input: "preprocessed"}, {model_output: "model_scores"}),
+             step(names["postprocess"], {model_output: "model_scores"}, {LABELS_OUTPUT: LABELS_OUTPUT})]
     return text + "ensemble_scheduling { step [\n" + ",\n".join(steps) + "\n] }\n"

@@ -1,6 +1,6 @@
 """Writing the Triton model repository of an exported model folder (model.onnx + inference.yml):
 
-    OUTPUT/NAME/config.pbtxt, NAME/1/                     the ensemble: IMAGE bytes -> LABELS, SCORES
+    OUTPUT/NAME/config.pbtxt, NAME/1/                     the ensemble: IMAGE bytes -> LABELS
     OUTPUT/NAME_preprocess/config.pbtxt, 1/model.py, 1/inference.yml
     OUTPUT/NAME_onnx/config.pbtxt, 1/model.onnx
     OUTPUT/NAME_postprocess/config.pbtxt, 1/model.py, 1/inference.yml
