@@ -8,7 +8,7 @@ DEMO_CONFIG := configs/quick_start/Q2L_demo_shapes.yaml
 DEMO_OUTPUT := output/Q2L_demo_shapes
 DEMO_INFERENCE := inference/Q2L_demo_shapes
 
-.PHONY: venv demo demo-data test lint bench clean-demo
+.PHONY: venv demo demo-data test lint bench gpu-check clean-demo
 
 venv: $(STAMP)
 
@@ -52,6 +52,10 @@ bench: venv
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_infer.py -c $(DEMO_CONFIG)
+
+# The one GPU check (about 8 min on one H100/H200; CPU part only without a GPU): benchmarks/results/gpu_check.json
+gpu-check: venv
+	bash benchmarks/gpu_check.sh
 
 clean-demo:
 	rm -rf $(DEMO_ROOT) $(DEMO_OUTPUT) $(DEMO_INFERENCE)
