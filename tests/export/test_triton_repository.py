@@ -22,6 +22,7 @@ from ppq2l.commands.export_triton import main as export_triton_main
 
 from conftest import DEMO_CONFIG, REPO, assert_user_error, run_tool
 
+pytestmark = pytest.mark.slow  # exports a model and runs the tool as subprocesses (about 30 s)
 THRESHOLDS = [0.3, 0.9] * 6  # per class, 12 classes: some classes pass, some do not
 MODELS = ("ppq2l", "ppq2l_preprocess", "ppq2l_onnx", "ppq2l_postprocess")
 
