@@ -120,9 +120,16 @@ def export_section(name: str, args: argparse.Namespace, work: Path, gpu: bool) -
     for precision in ("fp32", "fp16") if gpu else ("fp32",):
         config = load_config(name, args, export_overrides(work, precision, gpu))
         began = time.monotonic()
-        summary = export_from_config(config)
+        try:
+            summary = export_from_config(config)
+        except Exception as error:  # fp16 may fail where fp32 passed: keep both outcomes
+            result[precision] = {"error": f"{type(error).__name__}: {error}"}
+            continue
         result[precision] = {"max_abs_diff_vs_torch": summary["max_abs_diff"], "onnx": summary["onnx"],
                              "seconds": round(time.monotonic() - began, 1)}
+    failed = [precision for precision, outcome in result.items() if "error" in outcome]
+    if failed:
+        result["error"] = "; ".join(f"{precision} export: {result[precision]['error']}" for precision in failed)
     return result
 
 
@@ -137,6 +144,11 @@ def torch_runner(model: torch.nn.Module, device: torch.device, dtype: torch.dtyp
         sync()
 
     return run
+
+
+def fail(reason: str):
+    """A runner builder's way of saying why it cannot run."""
+    raise RuntimeError(reason)
 
 
 def session_runner(path: str, providers: list, wanted: str, half: bool):
@@ -170,7 +182,7 @@ def runners(model: torch.nn.Module, size: list[int], exported: dict, args: argpa
             table["torch.compile fp32 (cpu)"] = lambda: torch_runner(torch.compile(model), device, torch.float32)
         return table
     half = copy.deepcopy(model).to(device).half()  # .to and .half change a module in place
-    fp16 = exported["fp16"]["onnx"]
+    fp16 = exported.get("fp16", {}).get("onnx")
     shapes = {key: f"images:{batch}x3x{size[0]}x{size[1]}" for key, batch in
               (("min", min(args.batches)), ("opt", max(args.batches)), ("max", max(args.batches)))}
     trt = ("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_profile_min_shapes": shapes["min"],
@@ -181,7 +193,8 @@ def runners(model: torch.nn.Module, size: list[int], exported: dict, args: argpa
         "onnxruntime CUDA fp32": lambda: session_runner(fp32, ["CUDAExecutionProvider"], "CUDAExecutionProvider",
                                                         False),
         "onnxruntime CUDA fp16 model": lambda: session_runner(fp16, ["CUDAExecutionProvider"],
-                                                              "CUDAExecutionProvider", True),
+                                                              "CUDAExecutionProvider", True)
+        if fp16 else fail("the float16 export failed, see the export section"),
         "onnxruntime TensorRT fp16": lambda: session_runner(fp32, [trt, "CUDAExecutionProvider"],
                                                             "TensorrtExecutionProvider", False),
     })
@@ -193,8 +206,8 @@ def runners(model: torch.nn.Module, size: list[int], exported: dict, args: argpa
 def speed_section(name: str, exported: dict | None, args: argparse.Namespace, gpu: bool,
                   peak: float | None) -> dict:
     """images/s of every backend at every batch size, and the fraction of the fp16 peak."""
-    if not exported or "error" in exported:
-        raise RuntimeError("the export of this config failed, see its export section")
+    if not exported or "onnx" not in exported.get("fp32", {}):
+        raise RuntimeError("the float32 export of this config failed, see its export section")
     config = load_config(name, args)
     height, width = config["Global"]["image_shape"][1:]
     model = SigmoidScores(build_model(config["Arch"])).eval()
@@ -248,8 +261,8 @@ def find_photos(given: str | None, work: Path) -> tuple[Path, str]:
 
 def deploy_section(exported: dict | None, args: argparse.Namespace, gpu: bool, work: Path) -> dict:
     """The deploy predictor in a torch-free process over the photos; on a GPU it must run on CUDA."""
-    if not exported or "error" in exported:
-        raise RuntimeError("the export failed, see the export section")
+    if not exported or "onnx" not in exported.get("fp32", {}):
+        raise RuntimeError("the float32 export failed, see the export section")
     photos, origin = find_photos(args.photos, work)
     model_dir = str(Path(exported["fp32"]["onnx"]).parent)
     command = [sys.executable, str(HERE / "gpu_deploy_check.py"), model_dir, str(photos),
