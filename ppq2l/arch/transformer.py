@@ -55,7 +55,8 @@ def attention_maps(weights: Tensor, head: int | None, size: tuple[int, int]) -> 
         integer(head, "head", minimum=0, maximum=heads - 1,
                 why=f"the attention has {heads} heads; null averages them")
         selected = weights[:, head]
-    return selected.reshape(selected.shape[0], selected.shape[1], int(size[0]), int(size[1]))
+    # the sizes stay as given (not int()): traced for ONNX, they follow the input's size
+    return selected.reshape(selected.shape[0], selected.shape[1], size[0], size[1])
 
 
 def check_layer(layer: int, num_layers: int, what: str) -> int:
