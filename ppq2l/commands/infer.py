@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ppq2l.cli import run_cli
 from ppq2l.config import get_config, parse_args
@@ -35,10 +35,13 @@ def predict(config: dict) -> list[dict]:
     files = collect_image_files(source, "Infer.infer_imgs")
     if settings.get("save_path"):  # checked now, not after every image was predicted
         prepare_output_file(settings["save_path"], "Infer.save_path")
+    explain_dir = None
+    if settings.get("explain") and settings.get("explain_dir"):  # so is the maps' folder
+        explain_dir = prepare_output_dir(settings["explain_dir"], "Infer.explain_dir")
     context = start_run(config, "infer.log")
     predictor = Predictor.from_backend(torch_backend(context, weights), batch_size=batch_size,
                                        logger=context.logger)
-    overlays = explain_maps(predictor, settings, context, source)
+    overlays = explain_maps(predictor, settings, context, source, explain_dir)
     records = predictor(files)
     if overlays is not None:
         context.logger.info("per-label maps of %d images in %s", overlays.images, overlays.folder)
@@ -47,9 +50,10 @@ def predict(config: dict) -> list[dict]:
     return records
 
 
-def explain_maps(predictor: Predictor, settings: dict, context, source: Path):
-    """With Infer.explain, the overlay writer the predictor now calls for every batch (its folder
-    checked first); None otherwise."""
+def explain_maps(predictor: Predictor, settings: dict, context: Any, source: Path,
+                 folder: Path | None) -> Any:
+    """With Infer.explain, the overlay writer the predictor now calls for every batch, writing
+    into `folder` (None: output_dir/explain); None otherwise."""
     from ppq2l.explain.render import OverlayWriter
 
     if not settings.get("explain"):
@@ -57,8 +61,7 @@ def explain_maps(predictor: Predictor, settings: dict, context, source: Path):
             context.logger.warning("Infer.explain_dir is set but Infer.explain is not true: no "
                                    "maps are written (add -o Infer.explain=True)")
         return None
-    folder = prepare_output_dir(settings.get("explain_dir") or context.output_dir / "explain",
-                                "Infer.explain_dir")
+    folder = folder or prepare_output_dir(context.output_dir / "explain", "Infer.explain_dir")
     writer = OverlayWriter(folder, predictor.transforms.ops, predictor.postprocess.label_names,
                            root=source, top_k=settings.get("explain_top_k") or 3)
     predictor.explain_with(writer)

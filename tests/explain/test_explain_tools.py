@@ -131,6 +131,11 @@ def test_infer_explain_keys_are_checked(setup):
     result = run_tool("tools/infer.py", "-c", DEMO_CONFIG, *as_argv(setup["overrides"] + [
         f"Infer.infer_imgs={setup['images']}", "Infer.explian=True"]))
     assert_user_error(result, "Infer.explian", "explain")
+    a_file = setup["images"] / sorted(p.name for p in setup["images"].iterdir())[0]
+    result = run_tool("tools/infer.py", "-c", DEMO_CONFIG, *as_argv(setup["overrides"] + [
+        f"Infer.infer_imgs={setup['images']}", "Infer.explain=True", f"Infer.explain_dir={a_file}"]))
+    assert_user_error(result, "Infer.explain_dir")
+    assert "loaded weights" not in result.stderr  # refused before the model was built
 
 
 def test_deploy_renders_the_same_maps_without_torch(setup, tmp_path):

@@ -111,3 +111,14 @@ def test_eval_reports_the_pointing_game_beside_the_metrics(tiny_demo_root, tmp_p
     assert 0.0 <= game["accuracy"] <= 100.0 and 0.0 <= game["centre_baseline"] <= 100.0
     assert set(game["per_class"]) == set((tiny_demo_root / "labels.txt").read_text().split()[1::2])
     assert results["mAP"] == saved["mAP"]  # the metrics are those of the plain forward
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("Eval.pointing_game=1", "Eval.pointing_game must be true or false"),
+    ("Eval.pointing_gmae=True", "Did you mean 'pointing_game'"),
+    ("Global.export_attention=maybe", "Global.export_attention must be true or false"),
+    ("Infer.explain_top_k=0", "Infer.explain_top_k must be a positive integer"),
+])
+def test_the_new_keys_are_checked(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        get_config(DEMO_CONFIG, [override])
