@@ -83,6 +83,10 @@ def draw_corner_text(canvas: np.ndarray, text: str) -> None:
     thickness = max(1, round(font_scale * 1.6))
     (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                                                  thickness)
+    if text_w > 0.95 * canvas.shape[1]:  # a long label name: smaller letters, still all of it
+        font_scale *= 0.95 * canvas.shape[1] / text_w
+        (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                                                     thickness)
     pad = max(3, text_h // 3)
     cv2.rectangle(canvas, (0, 0), (text_w + 2 * pad, text_h + baseline + 2 * pad), (0, 0, 0), -1)
     cv2.putText(canvas, text, (pad, pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
