@@ -206,15 +206,21 @@ class TransformerDecoder(nn.Module):
     def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor | None = None,
                 query_pos: Tensor | None = None) -> Tensor:
         """Decode the queries `tgt` [B, K, d] against `memory` [B, N, d]."""
-        return self.forward_with_attention(tgt, memory, pos, query_pos, attention_layer=None)[0]
+        outputs = []
+        for layer in self.layers:
+            tgt = layer(tgt, memory, pos=pos, query_pos=query_pos)
+            if self.return_intermediate:
+                outputs.append(self.norm(tgt))
+        if not self.return_intermediate:
+            outputs.append(self.norm(tgt))
+        return torch.stack(outputs)
 
     def forward_with_attention(self, tgt: Tensor, memory: Tensor, pos: Tensor | None = None,
-                               query_pos: Tensor | None = None, attention_layer: int | None = -1
-                               ) -> tuple[Tensor, Tensor | None]:
-        """The decoded queries and the cross-attention weights [B, heads, K, N] of layer
-        `attention_layer` (None: no weights are computed)."""
-        chosen = (None if attention_layer is None
-                  else check_layer(attention_layer, self.num_layers, "the transformer"))
+                               query_pos: Tensor | None = None, attention_layer: int = -1
+                               ) -> tuple[Tensor, Tensor]:
+        """`forward`'s output and the cross-attention weights [B, heads, K, N] of layer
+        `attention_layer` (negative counts from the last)."""
+        chosen = check_layer(attention_layer, self.num_layers, "the transformer")
         outputs, weights = [], None
         for index, layer in enumerate(self.layers):
             if index == chosen:
@@ -273,16 +279,23 @@ class Transformer(nn.Module):
         """Decode the queries `query_embed` [K, d] against the feature map `src` [B, d, H, W]
         with positions `pos_embed` [1 or B, d, H, W]. Returns the decoder output [L, B, K, d]
         and the encoder memory [B, d, H, W]."""
-        return self.forward_with_attention(src, query_embed, pos_embed, attention_layer=None)[:2]
-
-    def forward_with_attention(self, src: Tensor, query_embed: Tensor, pos_embed: Tensor,
-                               attention_layer: int | None = -1
-                               ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """`forward`'s outputs plus the cross-attention weights [B, heads, K, H*W] of decoder
-        layer `attention_layer` (negative counts from the last; None: not computed)."""
         batch, channels, height, width = src.shape
         sequence = src.flatten(2).transpose(1, 2)  # [B, HW, d]
         pos = pos_embed.flatten(2).transpose(1, 2)  # [1 or B, HW, d]
+        query_pos = query_embed.unsqueeze(0).expand(batch, -1, -1)
+        memory = self.encoder(sequence, pos=pos) if self.num_encoder_layers > 0 else sequence
+        tgt = torch.zeros_like(query_pos)
+        decoded = self.decoder(tgt, memory, pos=pos, query_pos=query_pos)
+        return decoded, memory.transpose(1, 2).reshape(batch, channels, height, width)
+
+    def forward_with_attention(self, src: Tensor, query_embed: Tensor, pos_embed: Tensor,
+                               attention_layer: int = -1) -> tuple[Tensor, Tensor, Tensor]:
+        """`forward`'s outputs plus the cross-attention weights [B, heads, K, H*W] of decoder
+        layer `attention_layer` (negative counts from the last). `forward` is left as it was
+        (not a call of this), so the plain path and its exported graph stay op for op the same."""
+        batch, channels, height, width = src.shape
+        sequence = src.flatten(2).transpose(1, 2)
+        pos = pos_embed.flatten(2).transpose(1, 2)
         query_pos = query_embed.unsqueeze(0).expand(batch, -1, -1)
         memory = self.encoder(sequence, pos=pos) if self.num_encoder_layers > 0 else sequence
         tgt = torch.zeros_like(query_pos)
