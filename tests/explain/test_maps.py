@@ -154,10 +154,13 @@ def test_upsampling_to_the_image_size_agrees_with_the_numpy_helper():
     assert 30 <= row < 40 and 10 <= column < 20
 
 
-def test_map_peaks_are_cell_centres_as_fractions_of_the_input():
+def test_map_peaks_are_the_highest_cell_refined_by_its_neighbours():
     maps = torch.zeros(2, 2, 4, 5)
-    maps[0, 0, 3, 1] = 1.0
+    maps[0, 0, 3, 1] = 1.0  # alone: its cell centre
     maps[1, 1, 0, 4] = 2.0
+    maps[1, 1, 1, 4] = 1.0  # a neighbour below pulls the peak down a third of a cell
+    maps[1, 1, 3, 0] = 1.5  # not a neighbour: no effect
     peaks = map_peaks(maps)
     torch.testing.assert_close(peaks[0, 0], torch.tensor([1.5 / 5, 3.5 / 4]))
-    torch.testing.assert_close(peaks[1, 1], torch.tensor([4.5 / 5, 0.5 / 4]))
+    torch.testing.assert_close(peaks[1, 1], torch.tensor([4.5 / 5, (0.5 * 2 + 1.5) / 3 / 4]))
+    torch.testing.assert_close(peaks[0, 1], torch.tensor([0.5 / 5, 0.5 / 4]))  # all zero
