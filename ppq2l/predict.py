@@ -275,7 +275,7 @@ class Predictor:
     def scores(self, inputs: Any) -> np.ndarray:
         """The model's sigmoid scores [N, C] float32 for the inputs, unthresholded; an unreadable
         input raises its DataError here (there is no record to carry it)."""
-        return self._run_inputs(inputs, self.backend.run)
+        return self._run_inputs(inputs, lambda batch: (self.backend.run(batch),))[0]
 
     def maps(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Scores [N, C] and per-label maps [N, C, h, w] float32 of inputs of one size."""
@@ -283,7 +283,7 @@ class Predictor:
             raise ConfigError(self.backend.no_maps_reason)
         return self._run_inputs(inputs, self.backend.run_with_maps)
 
-    def _run_inputs(self, inputs: Any, run: Callable[[np.ndarray], Any]) -> Any:
+    def _run_inputs(self, inputs: Any, run: Callable[[np.ndarray], tuple]) -> tuple:
         arrays = []
         for name, source in expand_inputs(inputs):
             try:
@@ -299,9 +299,7 @@ class Predictor:
                 batches.append([])
             batches[-1].append(array)
         outputs = [run(np.stack(batch)) for batch in batches]
-        if isinstance(outputs[0], np.ndarray):
-            return np.concatenate(outputs).astype(np.float32, copy=False)
-        if len({output[1].shape[2:] for output in outputs}) > 1:
+        if len({output[-1].shape[2:] for output in outputs}) > 1:
             raise ConfigError("images of different sizes give maps of different sizes; ask for "
                               "the maps of one image size at a time")
         return tuple(np.concatenate(part).astype(np.float32, copy=False) for part in zip(*outputs))
