@@ -10,8 +10,7 @@ import numpy as np
 
 from ppq2l.checks import choice, integer, number
 from ppq2l.errors import ConfigError
-from ppq2l.metric.functional import (AP_MODES, average_precision, threshold_metrics,
-                                     top_k_metrics)
+from ppq2l.metric.functional import AP_MODES, average_precision, threshold_metrics, top_k_metrics
 from ppq2l.registry import METRICS
 
 ENTRY_SHAPE = "a one-key mapping such as `- MultiLabelMAP: {map_type: integral}`"
