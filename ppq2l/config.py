@@ -58,7 +58,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 }
 EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
-                                "use_dynamic_loss_scaling": True}
+                                "use_dynamic_loss_scaling": True,
+                                "use_fp16_test": False}  # evaluation and inference in float32
 INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path")
 LOSS_KEYS = ("Train", "Eval")
 AMP_DTYPES = ("float16", "bfloat16")

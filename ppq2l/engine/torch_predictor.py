@@ -32,7 +32,7 @@ def torch_backend(context: RunContext, weights: str | os.PathLike) -> Backend:
         images = torch.from_numpy(batch).to(context.device)
         if context.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), context.precision.autocast():
+        with torch.no_grad(), context.precision.test_autocast():
             return torch.sigmoid(model(images).float()).cpu().numpy()
 
     return Backend(run=run, preprocess=ops, postprocess=config_postprocess(config),
