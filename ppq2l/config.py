@@ -44,6 +44,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "export_dynamic_spatial": False,  # ONNX export: height and width as dynamic axes too
     "export_fp16": False,  # ONNX export in float16 (needs CUDA)
     "early_stop_patience": 0,
+    "early_stop_rule": "plateau",  # or query2label (the official main_mlc.py rule)
+    "stop_epoch": 0,  # > 0: training ends after this epoch; the schedule still spans `epochs`
     "clip_grad_norm": None,
     "channels_last": False,
     "compile": False,  # torch.compile the training step's model (checkpoints keep plain keys)
@@ -63,6 +65,7 @@ AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
 INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path")
 LOSS_KEYS = ("Train", "Eval")
 AMP_DTYPES = ("float16", "bfloat16")
+EARLY_STOP_RULES = ("plateau", "query2label")
 SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS}
 
 
@@ -253,6 +256,9 @@ def validate_config(config: dict) -> None:
             if key not in defaults:
                 raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, list(defaults))}")
             _check_type(f"{section}.{key}", value, defaults[key])
+    choice(config["Global"]["early_stop_rule"], "Global.early_stop_rule", EARLY_STOP_RULES)
+    integer(config["Global"]["stop_epoch"], "Global.stop_epoch", minimum=0,
+            why="0: train every epoch of Global.epochs")
     if config.get("AMP"):
         choice(config["AMP"]["dtype"], "AMP.dtype", AMP_DTYPES)
     if config.get("EMA"):
