@@ -4,8 +4,12 @@ training step while the rest train, and an impossible value is refused naming th
 import pytest
 import torch
 
+from ppq2l.arch import build_model
 from ppq2l.arch.backbone import build_backbone
+from ppq2l.config import get_config
 from ppq2l.errors import ConfigError
+
+from conftest import REPO
 
 TINY_TRESNET = {"layers": [1, 1, 1, 1], "width_factor": 0.5, "pretrained": False}
 
@@ -22,6 +26,19 @@ def test_frozen_stages_1_freezes_what_the_official_query2label_freezes(name):
     frozen = {key for key, parameter in backbone.body.named_parameters() if not parameter.requires_grad}
     assert frozen == official_q2l_frozen(backbone.body) == set(backbone.frozen_parameters)
     assert {key.split(".")[1] for key in frozen} == {"conv1", "layer1"}
+
+
+@pytest.mark.parametrize("config", ["Q2L_TResL_448.yaml", "Q2L_TResL22k_448.yaml"])
+def test_the_tresnet_query2label_recipes_freeze_as_the_official(config):
+    path = REPO / "configs" / "MultiLabelCOCO" / "Query2Label" / config
+    arch = get_config(path, ["Arch.backbone.pretrained=false"])["Arch"]
+    assert arch["backbone"]["frozen_stages"] == 1
+    arch["backbone"].update({"layers": [1, 1, 1, 1], "width_factor": 0.5})
+    arch.update({"hidden_dim": 64, "keep_input_proj": True, "dim_feedforward": 32})
+    model = build_model(arch)
+    frozen = {key for key, parameter in model.backbone.body.named_parameters()
+              if not parameter.requires_grad}
+    assert frozen and frozen == official_q2l_frozen(model.backbone.body)
 
 
 def test_frozen_parameters_do_not_move_and_the_rest_do():
