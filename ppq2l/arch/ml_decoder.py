@@ -137,8 +137,7 @@ class MLDecoderHead(nn.Module):
     """ML-Decoder head: features [B, C, H, W] (or tokens [B, N, C]) -> logits [B, class_num].
 
     `num_of_groups` queries (None or -1: min(100, class_num), the official default; per_class: one
-    per class)
-    each predict ceil(class_num / num_of_groups) classes: class c comes from query
+    per class) each predict ceil(class_num / num_of_groups) classes: class c comes from query
     c // duplicate_factor. With `word_vectors` [class_num, word_dim] the head is zero-shot: the
     queries are the word vectors projected to `decoder_embedding` (Linear + ReLU,
     `wordvec_proj`), and any class with a word vector can be predicted (`set_word_vectors`)."""
