@@ -35,7 +35,8 @@ def torch_backend(context: RunContext, weights: str | os.PathLike) -> Backend:
         with torch.no_grad(), context.precision.autocast():
             return torch.sigmoid(model(images).float()).cpu().numpy()
 
-    return Backend(run=run, preprocess=ops, postprocess=config_postprocess(config),
+    return Backend(run=run, preprocess=ops,
+                   postprocess=config_postprocess(config, weights, context.logger),
                    preprocess_where=where, postprocess_where="Infer.PostProcess",
                    broken_advice=BROKEN_CHECKPOINT_ADVICE, device=str(context.device),
                    source=str(weights))
