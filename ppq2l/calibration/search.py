@@ -99,7 +99,23 @@ def check_scores(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray,
 class SortedScores:
     """Every class's scores sorted from high to low, with the positives among the best k."""
 
-    def __init__(self, scores: np.ndarray, positives: np.ndarray) -> None:
+    def __init__(self, keys: np.ndarray, dtype: np.dtype) -> None:
+        """From `keys` [C, N] sorted ascending along each row (see `from_scores`)."""
+        self.keys, unsigned = keys, keys.dtype.type
+        high_to_low = keys[:, ::-1]  # a view; the arrays computed from it come out contiguous
+        self.values = (high_to_low >> unsigned(1)).view(dtype)
+        # tp[c, k]: positives among the k + 1 best scores of class c (int32 unless that overflows)
+        count = np.int32 if keys.shape[1] < 2 ** 31 else np.int64
+        self.tp = np.cumsum((high_to_low & unsigned(1)).astype(np.uint8), axis=1, dtype=count)
+        self.support = self.tp[:, -1].copy()
+        self.size = self.values.shape[1]
+        # ends[c, k]: cutting after position k separates no equal scores
+        self.ends = np.ones(self.values.shape, dtype=bool)
+        np.not_equal(self.values[:, :-1], self.values[:, 1:], out=self.ends[:, :-1])
+
+    @classmethod
+    def from_scores(cls, scores: np.ndarray, positives: np.ndarray) -> SortedScores:
+        """Sort checked scores [N, C] (see check_scores) with their bool positives."""
         columns = scores.T.copy()
         columns[columns == 0] = 0  # -0.0 has the sign bit set and would sort above 1.0
         unsigned = np.uint32 if columns.dtype == np.float32 else np.uint64
@@ -109,16 +125,12 @@ class SortedScores:
         keys = columns.view(unsigned) << unsigned(1)
         keys |= positives.T.view(np.uint8)
         keys.sort(axis=1)
-        keys = keys[:, ::-1].copy()  # high to low; contiguous rows keep what follows fast
-        self.values = (keys >> unsigned(1)).view(columns.dtype)
-        # tp[c, k]: positives among the k + 1 best scores of class c (int32 unless that overflows)
-        count = np.int32 if keys.shape[1] < 2 ** 31 else np.int64
-        self.tp = np.cumsum((keys & unsigned(1)).astype(np.uint8), axis=1, dtype=count)
-        self.support = self.tp[:, -1].copy()
-        self.size = self.values.shape[1]
-        # ends[c, k]: cutting after position k separates no equal scores
-        self.ends = np.ones(self.values.shape, dtype=bool)
-        np.not_equal(self.values[:, :-1], self.values[:, 1:], out=self.ends[:, :-1])
+        return cls(keys, columns.dtype)
+
+    def pooled(self) -> SortedScores:
+        """All classes as one curve. The rows are sorted already, and sorting their
+        concatenation costs a fraction of sorting the scores afresh."""
+        return SortedScores(np.sort(self.keys.ravel())[None, :], self.values.dtype)
 
     def cuts(self, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
         """(index of the last accepted score, target reached) per class for `policy`."""
@@ -133,22 +145,27 @@ class SortedScores:
             f1 *= self.ends
             return f1.argmax(axis=1), np.ones(rows, dtype=bool)
         target = policy.target
-        tp = self.tp.astype(np.int64)  # times a denominator of up to 10**6
+        # exact: positives * denominator against numerator * count, in int64 (up to 10**6 times
+        # a count), never a rounded quotient
+        scaled = np.multiply(self.tp, target.denominator, dtype=np.int64)
         if policy.kind == "recall":  # recall grows with k: the first cut that reaches it
-            ok = tp * target.denominator >= target.numerator * self.support[:, None]
+            ok = scaled >= target.numerator * self.support[:, None]
             ok &= self.ends
             return ok.argmax(axis=1), ok.any(axis=1)
         # precision: the last cut that reaches it; without one, the best precision there is
-        ok = tp * target.denominator >= target.numerator * np.arange(1, self.size + 1)
+        ok = scaled >= target.numerator * np.arange(1, self.size + 1)
         ok &= self.ends
         reached = ok.any(axis=1)
-        last_ok = self.size - 1 - ok[:, ::-1].argmax(axis=1)
-        precision = np.divide(self.tp, k, dtype=np.float64)
-        precision *= self.ends  # precision >= 0 and the last position is a cut: zeros never win
-        best = precision == precision.max(axis=1, keepdims=True)
-        best &= self.ends
-        last_best = self.size - 1 - best[:, ::-1].argmax(axis=1)
-        return np.where(reached, last_ok, last_best), reached
+        cut = self.size - 1 - ok[:, ::-1].argmax(axis=1)
+        missed = np.flatnonzero(~reached)
+        if missed.size:
+            ends = self.ends[missed]
+            precision = np.divide(self.tp[missed], k, dtype=np.float64)
+            precision *= ends  # precision >= 0 and the last position is a cut: zeros never win
+            best = precision == precision.max(axis=1, keepdims=True)
+            best &= ends
+            cut[missed] = self.size - 1 - best[:, ::-1].argmax(axis=1)
+        return cut, reached
 
     def thresholds_at(self, cut: np.ndarray) -> np.ndarray:
         """The threshold that accepts exactly the scores up to `cut` (see the module docstring)."""
@@ -186,10 +203,10 @@ def fit_thresholds(scores: np.ndarray, targets: np.ndarray, policy: Policy,
         counts = counts_at(scores, positives, thresholds)
         none = np.zeros(scores.shape[1], dtype=bool)
         return ThresholdFit(policy, thresholds, counts, none, ~none, value, True, min_positives)
-    pooled = SortedScores(scores.reshape(-1, 1), positives.reshape(-1, 1))
+    classes = SortedScores.from_scores(scores, positives)
+    pooled = classes.pooled()
     pooled_cut, pooled_reached = pooled.cuts(policy)
     global_threshold = float(pooled.thresholds_at(pooled_cut)[0])
-    classes = SortedScores(scores, positives)
     cut, reached = classes.cuts(policy)
     thresholds = classes.thresholds_at(cut)
     fallback = classes.support < min_positives

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ppq2l.calibration.search import Counts, SortedScores, counts_at
+from ppq2l.calibration.search import Counts, SortedScores, check_scores, counts_at
 from ppq2l.metric.functional import average_precision, threshold_metrics
 
 CURVE_POINTS = 400  # points per drawn precision-recall curve; the curve itself has one per score
@@ -71,7 +71,7 @@ class Curve:
 def pr_curves(scores: np.ndarray, targets: np.ndarray, table: ClassTable,
               classes: list[int]) -> list[Curve]:
     """The precision-recall curves of `classes`, one point per distinct score (no tie split)."""
-    ranked = SortedScores(scores[:, classes], np.asarray(targets)[:, classes] != 0)
+    ranked = SortedScores.from_scores(*check_scores(scores[:, classes], np.asarray(targets)[:, classes]))
     curves = []
     k = np.arange(1, ranked.size + 1)
     for row, index in enumerate(classes):
