@@ -18,12 +18,12 @@ import argparse
 import platform
 import sys
 
-from bench_common import median_seconds, time_once, write_results
-
 import numpy as np
 
 from ppq2l.calibration.policy import Policy, parse_policy
 from ppq2l.calibration.search import cross_fit, fit_thresholds
+
+from bench_common import median_seconds, time_once, write_results
 
 POLICIES = ("f1", "precision:0.9", "recall:0.8")
 MIN_POSITIVES = 5
@@ -81,11 +81,17 @@ def main() -> None:
     rows = {}
     for text in POLICIES:
         policy = parse_policy(text)
-        first_s = time_once(lambda: fit_thresholds(scores, targets, policy, MIN_POSITIVES))
-        ours_s = median_seconds(lambda: fit_thresholds(scores, targets, policy, MIN_POSITIVES),
-                                args.repeats, warmup=0)
+
+        def ours(policy: Policy = policy) -> object:
+            return fit_thresholds(scores, targets, policy, MIN_POSITIVES)
+
+        def loop(policy: Policy = policy) -> np.ndarray:
+            return loop_thresholds(scores, targets, policy)
+
+        first_s = time_once(ours)
+        ours_s = median_seconds(ours, args.repeats, warmup=0)
         fit = fit_thresholds(scores, targets, policy, MIN_POSITIVES)
-        loop_s = median_seconds(lambda: loop_thresholds(scores, targets, policy), args.repeats)
+        loop_s = median_seconds(loop, args.repeats)
         reference = loop_thresholds(scores, targets, policy)
         own = ~np.isnan(reference)
         assert np.array_equal(fit.thresholds[own], reference[own]), text
@@ -96,7 +102,8 @@ def main() -> None:
                                                   args.folds, args.seed), max(1, args.repeats // 2))
     print(f"calibration of {args.samples} x {args.classes} scores (python {sys.version.split()[0]}, "
           f"numpy {np.__version__}, {platform.machine()})")
-    print(f"{'policy':16s} {'first call':>11s} {'ours (median)':>14s} {'per-class loop':>15s} {'speedup':>8s}")
+    print(f"{'policy':16s} {'first call':>11s} {'ours (median)':>14s} {'per-class loop':>15s} "
+          f"{'speedup':>8s}")
     for name, row in rows.items():
         print(f"{name:16s} {row['first_s']:10.3f}s {row['ours_s']:13.3f}s {row['loop_s']:14.3f}s "
               f"{row['speedup']:7.1f}x")

@@ -8,8 +8,7 @@ import pytest
 
 from ppq2l.calibration.policy import Policy, parse_policy
 from ppq2l.calibration.scores_file import Scores, load_scores, same_source, save_scores
-from ppq2l.calibration.thresholds_file import (FILE_NAME, read_thresholds, resolve_auto,
-                                               write_thresholds)
+from ppq2l.calibration.thresholds_file import FILE_NAME, read_thresholds, resolve_auto, write_thresholds
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.metric import MultiLabelThresholdMetrics, threshold_metrics
 from ppq2l.postprocess import MultiLabelThreshOutput
@@ -27,7 +26,8 @@ def test_policies_parse_to_exact_targets(text, expected):
 
 
 @pytest.mark.parametrize("text, fragments", [
-    ("f2", ["'f2' is not a policy", "Did you mean 'f1'", "Valid policies: f1, precision:P, recall:R, fixed:T"]),
+    ("f2", ["'f2' is not a policy", "Did you mean 'f1'",
+            "Valid policies: f1, precision:P, recall:R, fixed:T"]),
     ("precison:0.9", ["Did you mean 'precision'", "Valid policies"]),
     ("precision", ["needs a number after the colon, e.g. precision:0.9"]),
     ("precision:high", ["'high' is not a number", "valid policies"]),

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, REPO, assert_user_error, run_tool, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.calibration.thresholds_file import read_thresholds, write_thresholds
 from ppq2l.config import get_config
 from ppq2l.data.transforms import build_transforms
 from ppq2l.engine.checkpoint import save_checkpoint
 from ppq2l.utils.fingerprint import file_fingerprint
+
+from conftest import DEMO_CONFIG, REPO, assert_user_error, run_tool, tiny_overrides
 
 pytestmark = pytest.mark.slow
 CLASS, IMAGE = 4, 0  # the class whose threshold is 0.8, and the image scoring 0.7 on it
@@ -43,7 +44,8 @@ def run(tiny_demo_root, tmp_path_factory):
     with torch.no_grad():
         logit = model(torch.from_numpy(image)[None])[0, CLASS]
         model.fc.b[0, CLASS] += math.log(0.7 / 0.3) - logit
-        assert torch.sigmoid(model(torch.from_numpy(image)[None])[0, CLASS]).item() == pytest.approx(0.7, abs=1e-5)
+        score = torch.sigmoid(model(torch.from_numpy(image)[None])[0, CLASS]).item()
+        assert score == pytest.approx(0.7, abs=1e-5)
     weights = folder / "out" / "best_model.pth"
     weights.parent.mkdir()
     save_checkpoint({"model": model.state_dict(), "config": config}, weights)
@@ -108,7 +110,8 @@ def test_thresholds_reach_infer_export_and_deploy_without_flags(run, evaluated):
     assert "auto: per-class thresholds of" in inferred.stderr
     record = json.loads(inferred.stdout.splitlines()[0])
     assert CLASS not in record["class_ids"]  # 0.7 < 0.8
-    at_half = json.loads(tool(run, "tools/infer.py", "Infer.PostProcess.threshold=0.5").stdout.splitlines()[0])
+    at_half = tool(run, "tools/infer.py", "Infer.PostProcess.threshold=0.5")
+    at_half = json.loads(at_half.stdout.splitlines()[0])
     assert CLASS in at_half["class_ids"]  # the same 0.7 passes a single 0.5
 
     exported = tool(run, "tools/export_model.py")
@@ -122,7 +125,8 @@ def test_thresholds_reach_infer_export_and_deploy_without_flags(run, evaluated):
     assert metadata["calibration"]["thresholds_file"] == str(run["out"] / "thresholds.json")
     assert "threshold:\n- 0.5" in (inference / "inference.yml").read_text()
 
-    deployed = run_tool("deploy/python/predict_multilabel.py", "-c", REPO / "deploy/configs/inference_multilabel.yaml",
+    deployed = run_tool("deploy/python/predict_multilabel.py",
+                        "-c", REPO / "deploy/configs/inference_multilabel.yaml",
                         "-o", f"Global.inference_model_dir={inference}",
                         "-o", f"Global.infer_imgs={run['root'] / 'val2017'}", "--check-no-torch")
     assert deployed.returncode == 0, deployed.stderr[-3000:]
