@@ -181,17 +181,56 @@ def format_summary(summary: dict[str, dict], held_out_method: str) -> str:
     def figure(value: float | None) -> str:
         return "   n/a" if value is None else f"{value * 100:6.2f}"
 
-    return "\n".join([f"{'macro-F1 / micro-F1 (%)'.ljust(width)}"]
+    return "\n".join([f"{''.ljust(width)}  macro-F1 / micro-F1 (%)"]
                      + [f"{label.ljust(width)}  {figure(entry['macro_f1'])} / "
                         f"{figure(entry['micro_f1'])}" for label, entry in rows])
 
 
+def fit_and_hold_out(config: dict, settings: dict, evaluation: Scores, scorer: ModelScorer | None,
+                     output: Path, names: list[str] | None, logger: logging.Logger
+                     ) -> tuple[Scores, ThresholdFit, Counts, str]:
+    """(the scores fitted on, the fit, held-out counts on DataLoader.Eval, how they were held out)."""
+    policy, minimum = parse_policy(settings["policy"]), settings["min_positives"]
+    if settings["dataset"] is not None:
+        fitted_on = obtain_scores(config, scorer, "Calibrate",
+                                  calibration_section(config, settings["dataset"]),
+                                  output.parent / CALIBRATION_SCORES, names, logger)
+        fit = fit_thresholds(fitted_on.scores, fitted_on.targets, policy, minimum)
+        held_out = counts_at(evaluation.scores, evaluation.targets, fit.thresholds)
+        return fitted_on, fit, held_out, "fitted on Calibrate.dataset, scored on DataLoader.Eval"
+    fit = fit_thresholds(evaluation.scores, evaluation.targets, policy, minimum)
+    held_out = cross_fit(evaluation.scores, evaluation.targets, policy, minimum, settings["folds"],
+                         int(config["Global"]["seed"]))
+    return evaluation, fit, held_out, f"{settings['folds']}-fold cross-fitting on DataLoader.Eval"
+
+
+def thresholds_document(fit: ThresholdFit, held_out: Counts, fitted_on: Scores, evaluation: Scores,
+                        method: str, seed: int, names: list[str] | None) -> dict[str, Any]:
+    """The content of thresholds.json."""
+    shown = names or [str(index) for index in range(len(fit.thresholds))]
+    return {
+        "policy": str(fit.policy), "min_positives": fit.min_positives,
+        "global_threshold": fit.global_threshold, "global_target_reached": fit.global_reached,
+        "fitted_on": {key: fitted_on.source.get(key) for key in
+                      ("data", "list_file", "checkpoint", "checkpoint_fingerprint")}
+        | {"num_images": fitted_on.num_images},
+        "held_out": {"method": method, "seed": seed, "list_file": evaluation.source.get("list_file"),
+                     "num_images": evaluation.num_images},
+        "summary": {"baseline": summary_of(counts_at(evaluation.scores, evaluation.targets, BASELINE)),
+                    "fitted": summary_of(fit.counts), "held_out": summary_of(held_out)},
+        "fallback_classes": [shown[i] for i in np.flatnonzero(fit.fallback)],
+        "unreachable_classes": [shown[i] for i in np.flatnonzero(~fit.reached)],
+        "classes": class_entries(fit, held_out, names),
+    }
+
+
 def calibrate_from_config(config: dict) -> dict[str, Any]:
-    """Fit, check and write the thresholds; returns the thresholds.json document."""
+    """Fit, check and write the thresholds; returns the thresholds.json document and its path."""
     from ppq2l.engine.components import require_section, start_run
+    from ppq2l.engine.distributed import is_main_process
 
     settings = section_settings(config, "Calibrate")
-    policy = parse_policy(settings["policy"])
+    parse_policy(settings["policy"])  # a config given as a dict skipped get_config's check
     output = prepare_output_file(settings["output"] or Path(config["Global"]["output_dir"])
                                  / THRESHOLDS_FILE, "Calibrate.output")
     needs_model = settings["scores"] is None or settings["dataset"] is not None
@@ -208,58 +247,29 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
         evaluation = obtain_scores(config, scorer, "Eval", require_section(config, "DataLoader.Eval"),
                                    eval_scores_path(config), names, logger)
     if evaluation.scores.shape[1] != context.class_num:
-        raise ConfigError(f"the scores have {evaluation.scores.shape[1]} classes but Arch.class_num "
-                          f"is {context.class_num}")
+        raise ConfigError(f"{evaluation.path} holds scores of {evaluation.scores.shape[1]} classes "
+                          f"but Arch.class_num is {context.class_num}")
     if names and evaluation.class_names and names != evaluation.class_names:
         raise ConfigError(f"{evaluation.path} was scored with other class names than "
                           f"Infer.PostProcess.class_id_map_file: "
                           f"{name_difference(evaluation.class_names, names)}")
     names = names or evaluation.class_names
-    seed = int(config["Global"]["seed"])
-    if settings["dataset"] is not None:
-        fitted_on = obtain_scores(config, scorer, "Calibrate",
-                                  calibration_section(config, settings["dataset"]),
-                                  Path(output).parent / CALIBRATION_SCORES, names, logger)
-        fit = fit_thresholds(fitted_on.scores, fitted_on.targets, policy, settings["min_positives"])
-        held_out = counts_at(evaluation.scores, evaluation.targets, fit.thresholds)
-        method = "fitted on Calibrate.dataset, scored on DataLoader.Eval"
-    else:
-        fitted_on = evaluation
-        fit = fit_thresholds(evaluation.scores, evaluation.targets, policy, settings["min_positives"])
-        held_out = cross_fit(evaluation.scores, evaluation.targets, policy,
-                             settings["min_positives"], settings["folds"], seed)
-        method = f"{settings['folds']}-fold cross-fitting on DataLoader.Eval"
-    baseline = counts_at(evaluation.scores, evaluation.targets, BASELINE)
-    shown = names or [str(index) for index in range(context.class_num)]
-    summary = {"baseline": summary_of(baseline), "fitted": summary_of(fit.counts),
-               "held_out": summary_of(held_out)}
-    document = {
-        "policy": str(policy), "min_positives": fit.min_positives,
-        "global_threshold": fit.global_threshold, "global_target_reached": fit.global_reached,
-        "fitted_on": {key: fitted_on.source.get(key) for key in
-                      ("data", "list_file", "checkpoint", "checkpoint_fingerprint")}
-        | {"num_images": fitted_on.num_images},
-        "held_out": {"method": method, "seed": seed, "list_file": evaluation.source.get("list_file"),
-                     "num_images": evaluation.num_images},
-        "summary": summary,
-        "fallback_classes": [shown[i] for i in np.flatnonzero(fit.fallback)],
-        "unreachable_classes": [shown[i] for i in np.flatnonzero(~fit.reached)],
-        "classes": class_entries(fit, held_out, names),
-    }
-    logger.info("thresholds (policy %s, fitted on %d images of %s; held out: %s):\n%s", policy,
+    fitted_on, fit, held_out, method = fit_and_hold_out(config, settings, evaluation, scorer,
+                                                        output, names, logger)
+    document = thresholds_document(fit, held_out, fitted_on, evaluation, method,
+                                   int(config["Global"]["seed"]), names)
+    logger.info("thresholds (policy %s, fitted on %d images of %s; held out: %s):\n%s", fit.policy,
                 fitted_on.num_images, fitted_on.source.get("data"), method,
-                format_table(fit, held_out, shown))
+                format_table(fit, held_out, names or [str(i) for i in range(len(fit.thresholds))]))
     if document["fallback_classes"]:
-        logger.info("fewer than %d positives, pooled threshold %.4f: %s", fit.min_positives,
+        logger.info("fewer than %d positives, so the pooled threshold %.4f: %s", fit.min_positives,
                     fit.global_threshold, ", ".join(document["fallback_classes"]))
     if document["unreachable_classes"]:
-        logger.warning("%s is not reached on the fitted data by %s; their threshold gives the best "
-                       "%s they reach (see the table)", policy, ", ".join(
-                           document["unreachable_classes"]), policy.kind)
-    logger.info("macro/micro F1 in percent on %d images of DataLoader.Eval:\n%s",
-                evaluation.num_images, format_summary(summary, method))
-    from ppq2l.engine.distributed import is_main_process
-
+        logger.warning("%s is not reached on the fitted data by %s; their threshold is the one of "
+                       "the best %s they reach (see the table)", fit.policy,
+                       ", ".join(document["unreachable_classes"]), fit.policy.kind)
+    logger.info("macro/micro F1 on %d images of DataLoader.Eval:\n%s", evaluation.num_images,
+                format_summary(document["summary"], method))
     if is_main_process():
         write_thresholds(output, document)
         logger.info("wrote %s", output)

@@ -176,6 +176,7 @@ def resolve_auto(settings: dict, weights: str | os.PathLike | None,
     if found is not None:
         logger.info("%s auto: per-class thresholds of %s", where, found.describe())
         return {**settings, "threshold": str(found.path)}
-    logger.info("%s auto: no %s fitted for %s; using %g for every class (tools/calibrate.py "
-                "fits per-class thresholds)", where, FILE_NAME, weights, DEFAULT_THRESHOLD)
+    fitted_for = f"fitted for {weights}" if weights else "(no checkpoint to look for one)"
+    logger.info("%s auto: no %s %s; using %g for every class (tools/calibrate.py fits per-class "
+                "thresholds)", where, FILE_NAME, fitted_for, DEFAULT_THRESHOLD)
     return {**settings, "threshold": DEFAULT_THRESHOLD}

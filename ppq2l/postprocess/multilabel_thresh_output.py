@@ -27,9 +27,10 @@ class MultiLabelThreshOutput:
                  label_names: Sequence[str] | None = None) -> None:
         self.thresholds_file = None
         if isinstance(threshold, str) and threshold.strip() == AUTO:
-            raise ConfigError(f"threshold {AUTO} means the calibrated thresholds of a checkpoint, "
-                              f"which only tools/infer.py, tools/export_model.py and a Predictor "
-                              f"on a checkpoint know; give a number, a list or a thresholds.json")
+            raise ConfigError(f"threshold {AUTO} means the calibrated thresholds of a checkpoint; "
+                              f"it is resolved from a checkpoint's Infer.PostProcess (tools/infer.py, "
+                              f"tools/export_model.py, ppq2l.Predictor on a checkpoint). Here give "
+                              f"a number, one per class or a thresholds.json path")
         if is_thresholds_path(threshold):
             self.thresholds_file = read_thresholds(threshold, "threshold")
             self.threshold: float | np.ndarray = self.thresholds_file.values
