@@ -9,8 +9,9 @@ ToTensor, Normalize). Prints a table and a JSON line.
 The images are COCO-sized JPEGs (640x480, 480x640, 640x427, or the --sizes given; textured,
 quality 90) generated with a fixed seed into a temporary folder. For sources much larger than the
 training size, compare ours with and without reduced JPEG decoding, e.g. `--sizes 4032x3024
--o DataLoader.Train.dataset.transform_ops.0.DecodeImage.reduce_to=448` (and the same for Eval). Everything runs in this one process, one image at a time,
-and each call (file read included) is timed: the figure is what one DataLoader worker delivers.
+-o DataLoader.Train.dataset.transform_ops.0.DecodeImage.reduce_to=448` (and the same for Eval).
+Everything runs in this one process, one image at a time, and each call (file read included) is
+timed: the figure is what one DataLoader worker delivers.
 `--threads` caps OpenCV and torch threads (default 1, a worker's share when every core runs one).
 Passes alternate between the two pipelines so that load from other programs hits both alike.
 A last row times the check every dataset makes when it is built (one os.stat per listed image,
@@ -33,8 +34,6 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from bench_common import write_results  # noqa: E402
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
@@ -49,6 +48,8 @@ from ppq2l.data import build_dataloader  # noqa: E402
 from ppq2l.data.device_normalize import to_model_input  # noqa: E402
 from ppq2l.data.list_dataset import find_missing_files  # noqa: E402
 from ppq2l.data.transforms import build_transforms  # noqa: E402
+
+from bench_common import write_results  # noqa: E402
 
 IMAGE_SIZES = ((640, 480), (480, 640), (640, 427))  # (width, height), the common COCO shapes
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

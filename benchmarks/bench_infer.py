@@ -14,12 +14,10 @@ onnxruntime lacks) is reported as unavailable with the reason.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
-import sys
 import tempfile
 from pathlib import Path
-
-from bench_common import fastest_seconds, median_seconds, write_results
 
 import numpy as np
 import onnx
@@ -31,6 +29,9 @@ from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import load_model_weights
 from ppq2l.export.onnx_export import SigmoidScores, check_parity, export_onnx
 from ppq2l.utils.model_info import FLOPS_PER_MAC, forward_gmacs
+
+from bench_common import fastest_seconds, median_seconds, write_results
+
 
 def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """float32 matrix-product speed of torch on `device`: a size x size x size torch.matmul."""
@@ -82,6 +83,11 @@ def torch_runner(model: torch.nn.Module, device: torch.device, channels_last: bo
     return run
 
 
+def run_session(session, images: np.ndarray) -> np.ndarray:
+    """Scores of one batch from an onnxruntime session of an exported model."""
+    return session.run(["scores"], {"images": images})[0]
+
+
 def onnx_runners(path: Path, threads: int) -> dict:
     """Name -> runner, or name -> reason, for each onnxruntime provider worth timing here."""
     available = onnxruntime.get_available_providers()
@@ -103,7 +109,7 @@ def onnx_runners(path: Path, threads: int) -> dict:
         except Exception as error:  # a provider that fails to initialise is reported, not fatal
             runners[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             continue
-        runners[name] = (lambda session: lambda images: session.run(["scores"], {"images": images}))(session)
+        runners[name] = functools.partial(run_session, session)
     return runners
 
 
@@ -172,7 +178,7 @@ def main() -> None:
                     row["unavailable"] = runner
                 else:
                     try:
-                        seconds = median_seconds(lambda: runner(images), args.repeats, warmup=3)
+                        seconds = median_seconds(functools.partial(runner, images), args.repeats, warmup=3)
                     except Exception as error:  # e.g. a compiled graph that cannot take this batch
                         row["unavailable"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
                     else:

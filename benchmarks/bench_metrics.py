@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
-from pathlib import Path
 from typing import Callable
-
-from bench_common import median_seconds, write_results
 
 import numpy as np
 
 from ppq2l.metric import MultiLabelMAP, MultiLabelThresholdMetrics
+
+from bench_common import median_seconds, write_results
 
 THRESHOLD, TOP_K = 0.5, 3
 

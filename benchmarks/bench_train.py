@@ -30,8 +30,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from bench_common import write_results
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -44,6 +42,8 @@ from ppq2l.engine.runtime import Precision, resolve_device
 from ppq2l.engine.trainer import apply_gradients, compute_training_loss
 from ppq2l.loss import build_loss
 from ppq2l.optimizer import build_optimizer
+
+from bench_common import write_results
 
 DEMO = "configs/quick_start/Q2L_demo_shapes.yaml"
 Q2L_R50 = ("configs/MultiLabelCOCO/Query2Label/Q2L_R101_448.yaml",

@@ -4,8 +4,17 @@ import math
 import numpy as np
 import pytest
 
-from ppq2l.checks import (choice, closest, describe_range, did_you_mean, flag, integer, is_number,
-                          number, number_list)
+from ppq2l.checks import (
+    choice,
+    closest,
+    describe_range,
+    did_you_mean,
+    flag,
+    integer,
+    is_number,
+    number,
+    number_list,
+)
 from ppq2l.errors import ConfigError
 
 

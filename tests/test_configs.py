@@ -14,10 +14,10 @@ from ppq2l.arch import build_model
 from ppq2l.config import get_config, read_config_file, read_yaml, save_config
 from ppq2l.data.device_normalize import split_device_normalization
 from ppq2l.data.transforms import build_transforms
-from ppq2l.predict import inference_transforms
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics
 from ppq2l.optimizer import build_optimizer
+from ppq2l.predict import inference_transforms
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 BASE_DIR = CONFIG_DIR / "_base_"

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.commands.export import main as export_main
 from ppq2l.config import get_config
 from ppq2l.engine import Trainer
 from ppq2l.engine.checkpoint import save_checkpoint
 from ppq2l.export.onnx_export import FP16_TOLERANCE
+
+from conftest import DEMO_CONFIG, tiny_overrides
 
 pytestmark = pytest.mark.gpu
 

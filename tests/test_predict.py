@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from ppq2l.errors import ConfigError, DataError
-from ppq2l.predict import (DEFAULT_POSTPROCESS, EVAL_OPS_KEY, INFER_OPS_KEY, Backend, Predictor,
-                           exit_status, failure_summary, inference_transforms)
+from ppq2l.predict import (
+    DEFAULT_POSTPROCESS,
+    EVAL_OPS_KEY,
+    INFER_OPS_KEY,
+    Backend,
+    Predictor,
+    exit_status,
+    failure_summary,
+    inference_transforms,
+)
 
 OPS = [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": 8}},
        {"NormalizeImage": {"order": ""}}, {"ToCHWImage": None}]

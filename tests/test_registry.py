@@ -147,8 +147,7 @@ def test_names_in_configs_are_the_names_in_code():
     import ppq2l.metric  # noqa: F401
     import ppq2l.optimizer  # noqa: F401
     import ppq2l.postprocess  # noqa: F401
-    from ppq2l.registry import (ARCHS, BACKBONES, LOSSES, LR_SCHEDULERS, METRICS, OPTIMIZERS,
-                                POSTPROCESSES)
+    from ppq2l.registry import ARCHS, BACKBONES, LOSSES, LR_SCHEDULERS, METRICS, OPTIMIZERS, POSTPROCESSES
 
     for registry in (ARCHS, BACKBONES, LOSSES, LR_SCHEDULERS, METRICS, OPTIMIZERS, POSTPROCESSES):
         assert registry.names(), registry.kind

@@ -5,8 +5,15 @@ from typing import Any
 
 from torch import nn
 
-from ppq2l.arch import backbone, pooled, position_encoding, query2label, transformer
-from ppq2l.arch import backbone_torchvision, cvt  # registers TorchvisionResNet and CvT
+from ppq2l.arch import (  # registers TorchvisionResNet and CvT
+    backbone,
+    backbone_torchvision,
+    cvt,
+    pooled,
+    position_encoding,
+    query2label,
+    transformer,
+)
 from ppq2l.arch.backbone import TimmBackbone, build_backbone
 from ppq2l.arch.ml_decoder import MLDecoder, MLDecoderHead
 from ppq2l.arch.ml_decoder_paddleclas import from_paddleclas_spelling
@@ -18,7 +25,8 @@ from ppq2l.registry import ARCHS
 
 __all__ = ["build_model", "build_backbone", "TimmBackbone", "PositionEmbeddingSine", "Transformer",
            "GroupWiseLinear", "Query2Label", "PooledClassifier", "MLDecoder", "MLDecoderHead",
-           "backbone", "pooled", "position_encoding", "query2label", "transformer"]
+           "backbone", "backbone_torchvision", "cvt", "pooled", "position_encoding", "query2label",
+           "transformer"]
 
 
 def build_model(arch_cfg: Any) -> nn.Module:

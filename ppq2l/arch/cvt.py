@@ -14,13 +14,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
 from timm.layers import DropPath, trunc_normal_
+from torch import Tensor, nn
 
 from ppq2l.arch.backbone import check_pretrained, load_local_weights
 from ppq2l.checks import choice, number, number_list
 from ppq2l.errors import ConfigError
 from ppq2l.registry import BACKBONES
+
 
 @dataclass(frozen=True)
 class CvTSpec:

@@ -24,8 +24,7 @@ from typing import Callable
 import torch
 
 from ppq2l.convert.tresnet_layout import official_tresnet_to_timm
-from ppq2l.engine.checkpoint import (load_weights, numpy_scalar_globals, read_state_dict,
-                                     save_checkpoint)
+from ppq2l.engine.checkpoint import load_weights, numpy_scalar_globals, read_state_dict, save_checkpoint
 from ppq2l.errors import CheckpointError
 
 # Where the official ML-Decoder code attaches its head: TResNet's `head`, or the `fc` of timm

@@ -19,12 +19,17 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
 from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
 from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
-from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
 from ppq2l.data.list_dataset import as_compose
-from ppq2l.data.loader_workers import (LoadFailure, describe_worker_death, ignore_stop_signals,
-                                       stop_workers, track_workers)
+from ppq2l.data.loader_workers import (
+    LoadFailure,
+    describe_worker_death,
+    ignore_stop_signals,
+    stop_workers,
+    track_workers,
+)
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS, closest
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ppq2l.data.dataloader import build_dataset
 from ppq2l.data.list_dataset import MissingImagesError
 from ppq2l.data.transforms import decode_to_bgr

@@ -6,30 +6,49 @@ the gradients of N micro-batches (each loss divided by N) before one optimizer/s
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ppq2l.data import build_dataloader
-from ppq2l.data.loader_workers import describe_worker_death
-from ppq2l.data.device_normalize import to_model_input
 from ppq2l.config import save_config
+from ppq2l.data import build_dataloader
+from ppq2l.data.device_normalize import to_model_input
+from ppq2l.data.loader_workers import describe_worker_death
 from ppq2l.engine.checkpoint import first_nonfinite_tensor, save_checkpoint
-from ppq2l.engine.components import (RunContext, append_jsonl, build_model_for_run,
-                                     open_tensorboard, require_section, start_run)
-from ppq2l.engine.training_state import restore_training_state, training_state
+from ppq2l.engine.components import (
+    RunContext,
+    append_jsonl,
+    build_model_for_run,
+    open_tensorboard,
+    require_section,
+    start_run,
+)
+from ppq2l.engine.distributed import (
+    barrier,
+    broadcast_buffers,
+    cleanup,
+    get_world_size,
+    is_distributed,
+    is_main_process,
+    mean_over_ranks,
+)
+from ppq2l.engine.ema import ModelEMA
+from ppq2l.engine.evaluator import (
+    build_eval_loss,
+    compute_metrics,
+    format_metrics,
+    main_metric_key,
+    predict_dataset,
+    with_loss,
+)
 from ppq2l.engine.run_folder import release_lock, start_training
 from ppq2l.engine.stop_signals import StopSignals
-from ppq2l.engine.ema import ModelEMA
-from ppq2l.engine.distributed import (barrier, broadcast_buffers, cleanup, get_world_size, is_distributed, is_main_process,
-                                      mean_over_ranks)
-from ppq2l.engine.evaluator import (build_eval_loss, compute_metrics, format_metrics,
-                                    main_metric_key, predict_dataset, with_loss)
 from ppq2l.engine.train_step import apply_gradients, compute_training_loss
+from ppq2l.engine.training_state import restore_training_state, training_state
 from ppq2l.errors import Ppq2lError, RunStopped
 from ppq2l.loss import build_loss
 from ppq2l.metric import build_metrics

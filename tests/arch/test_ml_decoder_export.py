@@ -1,10 +1,11 @@
 """ONNX export of an ML-Decoder model: onnxruntime matches torch, also at other input sizes."""
-from conftest import DEMO_CONFIG, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import save_checkpoint
 from ppq2l.export.metadata import read_inference_yml
 from ppq2l.export.onnx_export import export_from_config
+
+from conftest import DEMO_CONFIG, tiny_overrides
 
 TINY_ML_DECODER = ("Arch={name: MLDecoder, class_num: 12, num_of_groups: 5, decoder_embedding: 16, "
                    "nheads: 2, dim_feedforward: 32, backbone: {name: resnet10t, pretrained: false, "

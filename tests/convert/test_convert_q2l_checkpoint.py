@@ -3,12 +3,13 @@ import numpy
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG
 from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.convert.official_checkpoints import convert_checkpoint
 from ppq2l.engine.checkpoint import load_model_weights
 from ppq2l.errors import CheckpointError
+
+from conftest import DEMO_CONFIG
 
 
 def _model():

@@ -6,16 +6,16 @@ import os
 import numpy as np
 import pytest
 
-from conftest import DEMO_CONFIG
 from ppq2l.cli import run_cli
+from ppq2l.commands import check_dataset
 from ppq2l.data import build_dataloader
 from ppq2l.data.coco_dataset import CocoDataset
-from ppq2l.commands import check_dataset
 from ppq2l.data.csv_dataset import CsvDataset
 from ppq2l.data.label_map import read_label_map
 from ppq2l.data.list_dataset import MultiLabelListDataset
 from ppq2l.errors import DataError
 
+from conftest import DEMO_CONFIG
 
 
 @pytest.fixture
@@ -102,6 +102,7 @@ def test_check_dataset_reports_a_corrupt_image_and_a_wrong_label_length(
 
 def test_training_counts_the_skipped_images_in_the_epoch_record(tiny_demo_root, tiny_config, tmp_path):
     import json
+
     from ppq2l.engine import Trainer
     list_file = corrupt_copy(tiny_demo_root, tmp_path / "copy", 5)
     tiny_config["Global"].update(epochs=1, eval_during_train=False)

@@ -14,8 +14,14 @@ import pytest
 from pycocotools.coco import COCO
 
 from ppq2l.data import demo_shapes
-from ppq2l.data.demo_shapes import (CATEGORIES, EMPTY_IMAGE_PERIOD, STAMP_NAME,
-                                    generate_demo_dataset, is_up_to_date, render_demo_image)
+from ppq2l.data.demo_shapes import (
+    CATEGORIES,
+    EMPTY_IMAGE_PERIOD,
+    STAMP_NAME,
+    generate_demo_dataset,
+    is_up_to_date,
+    render_demo_image,
+)
 from ppq2l.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]

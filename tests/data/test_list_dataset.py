@@ -82,7 +82,7 @@ def test_missing_images_are_found_when_the_dataset_is_built(tmp_path):
     text = str(caught.value)
     assert text.startswith("7 of 8 listed images do not exist: ")
     assert f"{tmp_path / 'gone0.png'} (line 2 of {tmp_path / 'list.txt'})" in text
-    assert f"gone4.png (line 6 of" in text and "gone5.png" not in text and "and 2 more" in text
+    assert "gone4.png (line 6 of" in text and "gone5.png" not in text and "and 2 more" in text
     assert caught.value.missing[-1].startswith(str(tmp_path / "gone6.png"))
 
 

@@ -169,6 +169,7 @@ def test_a_process_with_live_workers_still_exits(ending, tmp_path):
     # for them: without the exit hook a run with persistent workers would never end.
     import subprocess
     import sys
+
     from conftest import REPO
     script = tmp_path / "exit_check.py"
     script.write_text(EXIT_SCRIPT)
@@ -182,6 +183,7 @@ def test_a_failure_record_crosses_the_pin_memory_thread_unchanged():
     # with pin_memory on CUDA every batch passes through torch's pin_memory(); a record that it
     # rebuilt (as it does tuples and mappings) would lose its type and never be raised
     from torch.utils.data._utils.pin_memory import pin_memory
+
     from ppq2l.data.loader_workers import LoadFailure
     failure = LoadFailure(DataError("image x.jpg (line 3 of list.txt): cannot decode"))
     assert pin_memory(failure) is failure

@@ -13,9 +13,22 @@ import pytest
 import torch
 
 from ppq2l.data.batch_transforms import CutMix, build_batch_transforms
-from ppq2l.data.transforms import (RANDAUGMENT_OPS, Compose, CropImage, Cutout, DecodeImage,
-                                   NormalizeImage, RandAugment, RandomFlip, ResizeImage, ToCHWImage,
-                                   build_transforms, jpeg_reduction, jpeg_size, parse_scale)
+from ppq2l.data.transforms import (
+    RANDAUGMENT_OPS,
+    Compose,
+    CropImage,
+    Cutout,
+    DecodeImage,
+    NormalizeImage,
+    RandAugment,
+    RandomFlip,
+    ResizeImage,
+    ToCHWImage,
+    build_transforms,
+    jpeg_reduction,
+    jpeg_size,
+    parse_scale,
+)
 from ppq2l.errors import ConfigError, DataError
 
 

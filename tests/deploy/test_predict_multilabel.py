@@ -12,11 +12,12 @@ import onnx
 import pytest
 
 import ppq2l
-from conftest import DEMO_CONFIG, REPO, run_tool, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.data.transforms import build_transforms
 from ppq2l.engine.checkpoint import save_checkpoint
+
+from conftest import DEMO_CONFIG, REPO, run_tool, tiny_overrides
 
 SCRIPT = REPO / "deploy" / "python" / "predict_multilabel.py"
 DEPLOY_CONFIG = REPO / "deploy" / "configs" / "inference_multilabel.yaml"

@@ -7,10 +7,18 @@ import pytest
 import torch
 from torch import nn
 
-from ppq2l.engine.checkpoint import (KEYS_SHOWN, extract_state_dict, is_batchnorm_counter,
-                                     load_checkpoint, load_model_weights, load_weights,
-                                     mismatch_report, read_state_dict, read_weight_file,
-                                     save_checkpoint)
+from ppq2l.engine.checkpoint import (
+    KEYS_SHOWN,
+    extract_state_dict,
+    is_batchnorm_counter,
+    load_checkpoint,
+    load_model_weights,
+    load_weights,
+    mismatch_report,
+    read_state_dict,
+    read_weight_file,
+    save_checkpoint,
+)
 from ppq2l.errors import CheckpointError
 from ppq2l.utils.atomic_write import OutputError, temporary_path
 

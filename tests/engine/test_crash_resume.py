@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import DEMO_CONFIG, REPO, tiny_overrides
 from ppq2l.config import get_config
 from ppq2l.engine import Trainer
 from ppq2l.engine.checkpoint import load_checkpoint, previous_path
 from ppq2l.errors import CheckpointError
 from ppq2l.optimizer import build_optimizer
+
+from conftest import DEMO_CONFIG, tiny_overrides
 
 pytestmark = pytest.mark.slow  # training runs in subprocesses (seconds each)
 

@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import DEMO_CONFIG, REPO, tiny_overrides
 from ppq2l.config import get_config
 from ppq2l.data.dataloader import SeededSampler
 from ppq2l.engine import evaluate_from_config
+
+from conftest import DEMO_CONFIG, REPO, tiny_overrides
 
 pytestmark = pytest.mark.slow  # two training processes under torch.distributed.run
 

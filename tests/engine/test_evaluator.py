@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from ppq2l.engine.evaluator import (build_eval_loss, format_metrics, predict_scores, with_loss)
+from ppq2l.engine.evaluator import build_eval_loss, format_metrics, predict_scores, with_loss
 from ppq2l.engine.runtime import Precision
 from ppq2l.loss import build_loss
 

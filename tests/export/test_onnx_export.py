@@ -8,14 +8,21 @@ import onnxruntime
 import pytest
 import yaml
 
-from conftest import DEMO_CONFIG, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.commands.export import main as export_main
 from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import save_checkpoint
 from ppq2l.errors import ConfigError, Ppq2lError
-from ppq2l.export.metadata import (METADATA_KEY, attach_metadata, decode_metadata, encode_metadata,
-                                   metadata_from_properties, read_inference_yml)
+from ppq2l.export.metadata import (
+    METADATA_KEY,
+    attach_metadata,
+    decode_metadata,
+    encode_metadata,
+    metadata_from_properties,
+    read_inference_yml,
+)
+
+from conftest import DEMO_CONFIG, tiny_overrides
 
 POOLED_ARCH = ("Arch={name: PooledClassifier, class_num: 12, backbone: {name: resnet10t, "
                "pretrained: false, channels: [8, 16, 32, 64]}}")

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from conftest import DEMO_CONFIG, assert_user_error, run_tool, tiny_overrides
 from ppq2l.config import get_config, read_yaml, save_config
+
+from conftest import DEMO_CONFIG, assert_user_error, run_tool, tiny_overrides
 
 pytestmark = pytest.mark.slow  # tools run as subprocesses (seconds each)
 
@@ -20,6 +21,7 @@ ANNO = "annotations/instances_val2017.json"
 def weights(tiny_demo_root, tmp_path_factory):
     """A checkpoint of the tiny model, made here rather than by a training run."""
     import torch
+
     from ppq2l.arch import build_model
     from ppq2l.engine.checkpoint import save_checkpoint
 

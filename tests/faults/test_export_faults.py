@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, REPO, assert_user_error, run_tool, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import save_checkpoint
+
+from conftest import DEMO_CONFIG, REPO, assert_user_error, run_tool, tiny_overrides
 
 pytestmark = pytest.mark.slow  # tools run as subprocesses (seconds each)
 

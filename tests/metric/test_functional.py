@@ -5,8 +5,14 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from ppq2l.metric import functional
-from ppq2l.metric.functional import (AP_MODES, average_precision, mean_average_precision,
-                                     threshold_metrics, top_k_metrics, top_k_predictions)
+from ppq2l.metric.functional import (
+    AP_MODES,
+    average_precision,
+    mean_average_precision,
+    threshold_metrics,
+    top_k_metrics,
+    top_k_predictions,
+)
 
 
 def random_problem(seed: int, num_samples: int = 400, num_classes: int = 7, rate: float = 0.2):

@@ -6,8 +6,15 @@ import pytest
 import yaml
 
 from ppq2l.errors import ConfigError
-from ppq2l.metric import (MultiLabelMAP, MultiLabelThresholdMetrics, average_precision,
-                          build_metrics, mean_average_precision, threshold_metrics, top_k_metrics)
+from ppq2l.metric import (
+    MultiLabelMAP,
+    MultiLabelThresholdMetrics,
+    average_precision,
+    build_metrics,
+    mean_average_precision,
+    threshold_metrics,
+    top_k_metrics,
+)
 from ppq2l.registry import METRICS
 
 EVAL_YAML = """

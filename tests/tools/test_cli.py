@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import DEMO_CONFIG, REPO
+from conftest import DEMO_CONFIG
 from conftest import run_tool as run_repo_tool
 
 

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_CONFIG, assert_user_error, run_tool, tiny_overrides
 from ppq2l.arch import build_model
 from ppq2l.config import get_config, read_yaml, save_config
 from ppq2l.data.transforms import build_transforms
 from ppq2l.engine.checkpoint import save_checkpoint
 from ppq2l.errors import CheckpointError
 from ppq2l.predict import Predictor
+
+from conftest import DEMO_CONFIG, assert_user_error, run_tool, tiny_overrides
 
 INFER = "tools/infer.py"
 

@@ -5,9 +5,15 @@ import sys
 
 import pytest
 
-from ppq2l.utils.atomic_write import (OutputError, atomic_output, prepare_output_dir,
-                                      prepare_output_file, remove_stale_temporaries,
-                                      temporary_path, write_text_atomic)
+from ppq2l.utils.atomic_write import (
+    OutputError,
+    atomic_output,
+    prepare_output_dir,
+    prepare_output_file,
+    remove_stale_temporaries,
+    temporary_path,
+    write_text_atomic,
+)
 
 
 def test_text_is_replaced_whole_and_no_temporary_remains(tmp_path):

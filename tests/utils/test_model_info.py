@@ -7,11 +7,11 @@ import sys
 import pytest
 from torch import nn
 
-from conftest import DEMO_CONFIG, REPO
 from ppq2l.config import get_config
 from ppq2l.errors import ConfigError
-from ppq2l.utils.model_info import (count_parameters, forward_gmacs, model_info,
-                                    model_info_from_config)
+from ppq2l.utils.model_info import count_parameters, forward_gmacs, model_info, model_info_from_config
+
+from conftest import DEMO_CONFIG, REPO
 
 
 class ConvLinear(nn.Module):
