@@ -26,30 +26,27 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+import cv2
+import numpy as np
+import PIL
+import torch
+import torchvision
+from PIL import Image, ImageDraw
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import PIL  # noqa: E402
-import torch  # noqa: E402
-import torchvision  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
-from torchvision import transforms as T  # noqa: E402
+from ppq2l.config import get_config
+from ppq2l.data import build_dataloader
+from ppq2l.data.device_normalize import DeviceLoader
+from ppq2l.data.list_dataset import find_missing_files
+from ppq2l.data.transforms import build_transforms
 
-from ppq2l.config import get_config  # noqa: E402
-from ppq2l.data import build_dataloader  # noqa: E402
-from ppq2l.data.device_normalize import to_model_input  # noqa: E402
-from ppq2l.data.list_dataset import find_missing_files  # noqa: E402
-from ppq2l.data.transforms import build_transforms  # noqa: E402
-
-from bench_common import write_results  # noqa: E402
+from bench_common import write_results
 
 IMAGE_SIZES = ((640, 480), (480, 640), (640, 427))  # (width, height), the common COCO shapes
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -154,8 +151,7 @@ def loader_images_per_second(config: dict, list_file: Path, workers: int, batch:
     for epoch in range(passes + 1):  # the first pass starts the workers and is not timed
         if epoch == 1:
             started = time.perf_counter()
-        for images, _ in loader:
-            images = to_model_input(images, loader, torch.device("cpu"))
+        for images, _ in DeviceLoader(loader, torch.device("cpu")):
             assert images.dtype == torch.float32
             delivered += images.shape[0] if epoch else 0
     return delivered / (time.perf_counter() - started)

@@ -27,6 +27,7 @@ _LAZY_ATTRIBUTES = {
     "dataset_check": "ppq2l.data.dataset_check",
     "device_normalize": "ppq2l.data.device_normalize",
     "DeviceNormalize": "ppq2l.data.device_normalize",
+    "DeviceLoader": "ppq2l.data.device_normalize",
 }
 
 __all__ = ["label_map", "transforms", "read_label_map", "build_transforms", *_LAZY_ATTRIBUTES]

@@ -7,8 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ppq2l.data.transforms import build_registered_ops
-from ppq2l.errors import ConfigError
+from ppq2l.checks import choice, number
 from ppq2l.registry import BATCH_TRANSFORMS
 
 ENTRY_SHAPE = "a one-key mapping such as `- CutMix: {alpha: 1.0, prob: 0.5}`"
@@ -33,13 +32,9 @@ class CutMix:
     Labels: "mix" weights both label vectors by the pasted area, "union" keeps every label of both."""
 
     def __init__(self, alpha: float = 1.0, prob: float = 0.5, label_mode: str = "mix") -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ConfigError(f"alpha (of the Beta distribution) must be a positive number, got {alpha!r}")
-        if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
-            raise ConfigError(f"prob must be a number in [0, 1], got {prob!r}")
-        if label_mode not in LABEL_MODES:
-            raise ConfigError(f"label_mode must be one of {', '.join(LABEL_MODES)}, got {label_mode!r}")
-        self.alpha, self.prob, self.label_mode = float(alpha), float(prob), label_mode
+        self.alpha = number(alpha, "alpha", above=0, why="of the Beta distribution")
+        self.prob = number(prob, "prob", minimum=0, maximum=1)
+        self.label_mode = choice(label_mode, "label_mode", LABEL_MODES)
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor,
                  rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,4 +76,4 @@ class BatchCompose:
 
 def build_batch_transforms(ops: list[dict] | None, where: str = "batch_transform_ops") -> BatchCompose:
     """A BatchCompose of the BATCH_TRANSFORMS listed as `[{CutMix: {alpha: 1.0, prob: 0.5}}]`."""
-    return BatchCompose(build_registered_ops(BATCH_TRANSFORMS, ops, where, ENTRY_SHAPE))
+    return BatchCompose(BATCH_TRANSFORMS.build_list(ops, where, ENTRY_SHAPE))

@@ -11,7 +11,6 @@ processes too, and a killed worker as a sentence (see ppq2l/data/loader_workers.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ppq2l.checks import choice, did_you_mean, flag, integer
 from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
 from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
 from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
@@ -31,11 +31,13 @@ from ppq2l.data.loader_workers import (
     track_workers,
 )
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
-from ppq2l.registry import DATASETS, closest
+from ppq2l.registry import DATASETS
 
 SECTION_KEYS = ("dataset", "sampler", "loader", "batch_transform_ops")
 SAMPLER_KEYS = ("name", "batch_size", "shuffle", "drop_last")
-SAMPLER_NAMES = ("BatchSampler", "DistributedBatchSampler")  # both shard when torch.distributed runs
+# The one sampler there is (SeededSampler) shards the samples across the processes of a
+# distributed run, which is what PaddleClas calls DistributedBatchSampler; `name` may say so.
+SAMPLER_NAME = "DistributedBatchSampler"
 LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
                "use_shared_memory", "normalize_on_device")
 TRAIN_MODE = "Train"
@@ -50,20 +52,21 @@ def check_keys(mapping: Any, valid: Sequence[str], where: str) -> dict:
         raise ConfigError(f"{where}: expected a mapping with keys {', '.join(valid)}, got {mapping!r}")
     for key in mapping:
         if key not in valid:
-            near = closest(str(key), valid)
-            hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
-            raise ConfigError(f"{where}.{key}: unknown key.{hint} Valid keys: {', '.join(valid)}")
+            raise ConfigError(f"{where}.{key}: unknown key.{did_you_mean(key, valid)} "
+                              f"Valid keys: {', '.join(valid)}")
     return dict(mapping)
 
 
-def _option(options: dict, key: str, default: Any, kind: type, where: str, minimum: int | None = None) -> Any:
-    value = options.get(key, default)
-    wrong_type = isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)
-    if wrong_type or (minimum is not None and value < minimum):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ConfigError(f"{where}.{key} must be {'a bool' if kind is bool else 'an int' + bound}, "
-                          f"got {value!r}")
-    return value
+def check_sampler_name(name: Any, where: str) -> None:
+    """Accept a missing `sampler.name` or the one that describes SeededSampler; refuse the rest.
+    BatchSampler gets its own reason: accepting it would silently do what the other name does."""
+    if name == "BatchSampler":
+        raise ConfigError(f"{where}.sampler.name: BatchSampler (each process reads every sample) is "
+                          f"not available: the sampler always shards the samples across the "
+                          f"processes of a distributed run, as {SAMPLER_NAME} does; write name: "
+                          f"{SAMPLER_NAME} or leave name out")
+    if name is not None:
+        choice(name, f"{where}.sampler.name", [SAMPLER_NAME])
 
 
 class SeededSampler(Sampler):
@@ -196,7 +199,7 @@ class BatchCollator:
 class SeededDataLoader(DataLoader):
     """A DataLoader whose `set_epoch(epoch)` makes the epoch's order and augmentation reproducible.
     `device_normalize` is None, or (with `normalize_on_device`) the DeviceNormalize that turns its
-    uint8 batches into the model's input once they are on the device."""
+    uint8 batches into the model's input on the device; `DeviceLoader(loader, device)` applies it."""
 
     device_normalize: DeviceNormalize | None = None
     where = "DataLoader"  # the config section, for errors
@@ -237,21 +240,14 @@ class SeededDataLoader(DataLoader):
 
 def build_dataset(dataset_cfg: Any, class_num: int, where: str) -> Any:
     """The dataset named in `dataset_cfg`, its transforms built with errors located under `where`."""
-    if not isinstance(dataset_cfg, dict) or "name" not in dataset_cfg:
-        raise ConfigError(f"{where}: expected a mapping with 'name' (one of "
-                          f"{', '.join(DATASETS.names())}) and the dataset's keywords, got {dataset_cfg!r}")
-    kwargs = dict(dataset_cfg)
-    name = kwargs.pop("name")
+    name, kwargs = DATASETS.parse_mapping(dataset_cfg, where, registered_only=False,
+                                          example="{name: MultiLabelListDataset, image_root: ..., "
+                                                  "cls_label_path: ..., transform_ops: [...]}")
+    DATASETS.get(name, f"{where}.name")
     if "class_num" in kwargs:
         if kwargs.pop("class_num") != class_num:
             raise ConfigError(f"{where}.class_num is {dataset_cfg['class_num']!r} but the model has "
                               f"{class_num} classes (Arch.class_num); remove it or make them agree")
-    parameters = inspect.signature(DATASETS.get(name, f"{where}.name")).parameters.values()
-    missing = [p.name for p in parameters if p.default is inspect.Parameter.empty
-               and p.kind is not p.VAR_KEYWORD and p.kind is not p.VAR_POSITIONAL
-               and p.name not in kwargs and p.name != "class_num"]
-    if missing:
-        raise ConfigError(f"{where}: {name} needs {', '.join(missing)}")
     if "transform_ops" in kwargs:
         kwargs["transform_ops"] = as_compose(kwargs["transform_ops"], f"{where}.transform_ops")
     return DATASETS.build(name, kwargs, where=where, class_num=class_num)
@@ -261,7 +257,8 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                      use_cuda: bool = False) -> SeededDataLoader:
     """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets float32
     [B, C])`; `batch_transform_ops` (Train only) run in the collate function. With
-    `loader.normalize_on_device` the images are uint8 and `loader.device_normalize` finishes them."""
+    `loader.normalize_on_device` the images are uint8, and DeviceLoader normalises them on the
+    training device."""
     where = f"DataLoader.{mode}"
     section = check_keys(section, SECTION_KEYS, where)
     if "dataset" not in section:
@@ -272,20 +269,20 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
     sampler_cfg = check_keys(section.get("sampler"), SAMPLER_KEYS, f"{where}.sampler")
     loader_cfg = check_keys(section.get("loader"), LOADER_KEYS, f"{where}.loader")
 
-    name = sampler_cfg.get("name", SAMPLER_NAMES[0])
-    if name not in SAMPLER_NAMES:
-        raise ConfigError(f"{where}.sampler.name must be one of {', '.join(SAMPLER_NAMES)}, got {name!r}")
+    check_sampler_name(sampler_cfg.get("name"), where)
     if "batch_size" not in sampler_cfg:
         raise ConfigError(f"{where}.sampler.batch_size is missing")
-    batch_size = _option(sampler_cfg, "batch_size", None, int, f"{where}.sampler", minimum=1)
-    shuffle = _option(sampler_cfg, "shuffle", False, bool, f"{where}.sampler")
-    drop_last = _option(sampler_cfg, "drop_last", False, bool, f"{where}.sampler")
-    num_workers = _option(loader_cfg, "num_workers", 0, int, f"{where}.loader", minimum=0)
-    pin_memory = _option(loader_cfg, "pin_memory", False, bool, f"{where}.loader")
-    persistent = _option(loader_cfg, "persistent_workers", False, bool, f"{where}.loader")
-    prefetch_factor = _option(loader_cfg, "prefetch_factor", 2, int, f"{where}.loader", minimum=1)
-    on_device = _option(loader_cfg, "normalize_on_device", False, bool, f"{where}.loader")
-    if not _option(loader_cfg, "use_shared_memory", True, bool, f"{where}.loader"):
+    sampler_path, loader_path = f"{where}.sampler", f"{where}.loader"  # named in errors
+    batch_size = integer(sampler_cfg["batch_size"], f"{sampler_path}.batch_size", minimum=1)
+    shuffle = flag(sampler_cfg.get("shuffle", False), f"{sampler_path}.shuffle")
+    drop_last = flag(sampler_cfg.get("drop_last", False), f"{sampler_path}.drop_last")
+    num_workers = integer(loader_cfg.get("num_workers", 0), f"{loader_path}.num_workers", minimum=0)
+    pin_memory = flag(loader_cfg.get("pin_memory", False), f"{loader_path}.pin_memory")
+    persistent = flag(loader_cfg.get("persistent_workers", False), f"{loader_path}.persistent_workers")
+    prefetch_factor = integer(loader_cfg.get("prefetch_factor", 2), f"{loader_path}.prefetch_factor",
+                              minimum=1)
+    on_device = flag(loader_cfg.get("normalize_on_device", False), f"{loader_path}.normalize_on_device")
+    if not flag(loader_cfg.get("use_shared_memory", True), f"{loader_path}.use_shared_memory"):
         raise ConfigError(f"{where}.loader.use_shared_memory: PyTorch workers always hand batches over "
                           "in shared memory; remove the key or set it to True")
 

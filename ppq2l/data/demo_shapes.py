@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ppq2l.checks import integer, is_number, number_list
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.utils.atomic_write import write_text_atomic
 
@@ -273,14 +274,13 @@ def render_demo_image(seed: int, split: str, index: int,
 def generation_parameters(num_train: int = 2000, num_val: int = 500, seed: int = 0,
                           image_size_range: tuple[int, int] = (112, 160)) -> dict[str, Any]:
     """The checked parameters as stored in the `generation.json` stamp."""
-    for name, value in (("num_train", num_train), ("num_val", num_val), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
     for name, value in (("num_train", num_train), ("num_val", num_val)):
-        if value >= VAL_IMAGE_ID_OFFSET:
-            raise ConfigError(f"{name} must be below {VAL_IMAGE_ID_OFFSET}, got {value}")
-    low, high = (int(side) for side in image_size_range)
-    if not 32 <= low <= high:
+        integer(value, name, minimum=0, maximum=VAL_IMAGE_ID_OFFSET - 1,
+                why="image ids of the two splits must not overlap")
+    integer(seed, "seed", minimum=0)
+    low, high = number_list(image_size_range, "image_size_range", length=2, integers=True,
+                            minimum=32, example="[112, 160] (low, high)")
+    if low > high:
         raise ConfigError(f"image_size_range must be (low, high) with 32 <= low <= high, "
                           f"got {tuple(image_size_range)!r}")
     return {"format_version": FORMAT_VERSION, "num_train": num_train, "num_val": num_val,
@@ -312,7 +312,7 @@ def _names_in_stamp(stamp: dict[str, Any], split: str) -> set[str]:
     """The image names the generation recorded in `stamp` wrote (or began to write) for `split`;
     none when the stamp is unreadable, so nothing is taken for the generator's own."""
     count = stamp.get(f"num_{split}")
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < VAL_IMAGE_ID_OFFSET:
+    if not (is_number(count) and isinstance(count, int) and 0 <= count < VAL_IMAGE_ID_OFFSET):
         return set()
     return set(image_file_names(split, count))
 

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
+from ppq2l.checks import flag, integer
 from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose, build_transforms
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
@@ -33,9 +34,7 @@ def as_compose(transform_ops: list[dict] | Compose | None, where: str = "transfo
 
 def check_class_num(class_num: Any) -> int:
     """`class_num` as a positive int, or a ConfigError."""
-    if isinstance(class_num, bool) or not isinstance(class_num, int) or class_num < 1:
-        raise ConfigError(f"class_num must be a positive int, got {class_num!r}")
-    return class_num
+    return integer(class_num, "class_num", minimum=1, why="the number of classes")
 
 
 class MissingImagesError(DataError):
@@ -85,9 +84,8 @@ class MultiLabelImageDataset(Dataset):
                  image_root: str | os.PathLike | None = None) -> None:
         if not len(image_paths):
             raise DataError(f"no samples in {sources or 'the annotations'}")
-        if not isinstance(skip_bad_images, bool):
-            raise ConfigError(f"skip_bad_images must be true or false, got {skip_bad_images!r}")
-        self.skip_bad_images = skip_bad_images  # True: an undecodable image yields None (dropped)
+        # True: an undecodable image yields None (dropped)
+        self.skip_bad_images = flag(skip_bad_images, "skip_bad_images")
         self.image_paths = list(image_paths)
         self.labels = np.asarray(labels, dtype=np.uint8)
         self.sources = list(sources)  # where each sample is described, for error messages

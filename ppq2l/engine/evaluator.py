@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ppq2l.checks import is_number
-from ppq2l.data.device_normalize import to_model_input
+from ppq2l.data.device_normalize import DeviceLoader
 from ppq2l.engine.runtime import Precision
 from ppq2l.errors import CheckpointError
 from ppq2l.utils.logger import progress
@@ -27,8 +27,7 @@ def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, pre
     scores, targets = [], []
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # one sync at the end
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for images, labels in progress(loader, desc=desc):
-        images = to_model_input(images, loader, device, memory_format)
+    for images, labels in progress(DeviceLoader(loader, device, memory_format), desc=desc):
         with precision.autocast():
             logits = model(images)
         if loss_fn is not None and len(labels):

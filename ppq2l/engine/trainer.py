@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ppq2l.config import save_config
 from ppq2l.data import build_dataloader
-from ppq2l.data.device_normalize import to_model_input
+from ppq2l.data.device_normalize import DeviceLoader
 from ppq2l.data.loader_workers import describe_worker_death
 from ppq2l.engine.checkpoint import first_nonfinite_tensor, save_checkpoint
 from ppq2l.engine.components import (
@@ -212,7 +212,8 @@ class Trainer:
         loss_sum, seen, waited, started = 0.0, 0, 0.0, time.perf_counter()
         if context.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(context.device)
-        bar = progress(self.train_loader, desc=f"epoch {epoch}/{self.epochs}")
+        bar = progress(DeviceLoader(self.train_loader, context.device, memory_format),
+                       desc=f"epoch {epoch}/{self.epochs}")
         fetch_started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         received = 0  # samples that reached the loop; the rest were skipped bad images
@@ -222,7 +223,6 @@ class Trainer:
             if images.shape[0] == 0:  # a batch of unreadable images only (skip_bad_images)
                 fetch_started = time.perf_counter()
                 continue
-            images = to_model_input(images, self.train_loader, context.device, memory_format)
             targets = targets.to(context.device, non_blocking=True)
             boundary = step % self.update_freq == 0 or step == total
             sync = nullcontext() if boundary or not is_distributed() else self.train_model.no_sync()

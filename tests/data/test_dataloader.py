@@ -9,6 +9,7 @@ import torch
 
 from ppq2l.data import build_dataloader
 from ppq2l.data.dataloader import SeededSampler
+from ppq2l.data.device_normalize import DeviceLoader
 from ppq2l.errors import ConfigError, DataError
 
 CLASS_NUM = 4
@@ -100,13 +101,19 @@ def test_sampler_shards_across_processes():
     ("datasets", {}, r"DataLoader\.Train\.datasets: unknown key\. Did you mean 'dataset'"),
     ("sampler.batchsize", 4, r"DataLoader\.Train\.sampler\.batchsize: unknown key.*'batch_size'"),
     ("loader.num_worker", 1, r"DataLoader\.Train\.loader\.num_worker: unknown key.*'num_workers'"),
-    ("sampler.name", "RandomSampler", r"sampler\.name must be one of"),
-    ("sampler.batch_size", 0, r"sampler\.batch_size must be an int >= 1"),
-    ("sampler.shuffle", "yes", r"sampler\.shuffle must be a bool"),
+    ("sampler.name", "RandomSampler",
+     r"^DataLoader\.Train\.sampler\.name must be one of DistributedBatchSampler, got 'RandomSampler'"),
+    ("sampler.name", "BatchSampler", r"^DataLoader\.Train\.sampler\.name: BatchSampler \(each process reads "
+                                     r"every sample\) is not available.*write name: DistributedBatchSampler"),
+    ("sampler.batch_size", 0, r"^DataLoader\.Train\.sampler\.batch_size must be a positive integer, got 0$"),
+    ("sampler.shuffle", "yes", r"^DataLoader\.Train\.sampler\.shuffle must be true or false, got 'yes'$"),
+    ("loader.num_workers", -1, r"^DataLoader\.Train\.loader\.num_workers must be an integer >= 0, got -1$"),
+    ("loader.prefetch_factor", 1.5, r"loader\.prefetch_factor must be a positive integer, got 1\.5"),
+    ("dataset", {"image_root": "x"}, r"^DataLoader\.Train\.dataset: expected a mapping with a name, e\.g\. "),
     ("loader.use_shared_memory", False, r"use_shared_memory"),
     ("dataset.class_num", 5, r"dataset\.class_num is 5 but the model has 4"),
     ("dataset.label_ratio", True, r"DataLoader\.Train\.dataset MultiLabelListDataset: unknown keyword 'label_ratio'"),
-    ("dataset.name", "CocoDatset", r"unknown dataset 'CocoDatset'.*CocoDataset"),
+    ("dataset.name", "CocoDatset", r"^DataLoader\.Train\.dataset\.name: unknown dataset 'CocoDatset'.*CocoDataset"),
 ])
 def test_config_mistakes_name_the_key(list_root, path, value, message):
     section = train_section(list_root)
@@ -117,6 +124,15 @@ def test_config_mistakes_name_the_key(list_root, path, value, message):
     node[last] = value
     with pytest.raises(ConfigError, match=message):
         build_dataloader(section, "Train", CLASS_NUM)
+
+
+def test_sampler_name_is_optional_and_only_names_the_sampler_there_is(list_root):
+    section = train_section(list_root)
+    named = build_dataloader(copy.deepcopy(section), "Train", CLASS_NUM, seed=2)
+    del section["sampler"]["name"]
+    unnamed = build_dataloader(section, "Train", CLASS_NUM, seed=2)
+    for (a, s), (b, t) in zip(all_batches(named), all_batches(unnamed)):
+        assert torch.equal(a, b) and torch.equal(s, t)
 
 
 def test_structural_mistakes(list_root):
@@ -148,7 +164,8 @@ def test_pipeline_without_chw_float_output_is_explained(list_root):
 # ------------------------------------------------------------------- normalize_on_device
 @pytest.mark.parametrize("order, workers", [("hwc", 0), ("chw", 2)])
 def test_normalize_on_device_gives_the_same_model_input_bit_for_bit(list_root, order, workers):
-    # uint8 batches (CutMix included) normalised after the transfer equal the float32 batches.
+    # The loader hands over uint8 batches (CutMix included); DeviceLoader normalises them after the
+    # transfer into exactly the float32 batches of the loader that normalises in its workers.
     section = train_section(list_root, num_workers=workers)
     if order == "chw":
         ops = section["dataset"]["transform_ops"]
@@ -156,15 +173,32 @@ def test_normalize_on_device_gives_the_same_model_input_bit_for_bit(list_root, o
     plain = build_dataloader(copy.deepcopy(section), "Train", CLASS_NUM, seed=3)
     section["loader"]["normalize_on_device"] = True
     on_device = build_dataloader(section, "Train", CLASS_NUM, seed=3)
-    assert plain.device_normalize is None and on_device.device_normalize is not None
+    handed_over = all_batches(on_device)
+    assert all(images.dtype == torch.uint8 for images, _ in handed_over)
+    on_device.set_epoch(0)
+    delivered = DeviceLoader(on_device, torch.device("cpu"), torch.channels_last)
+    assert len(delivered) == len(on_device) == NUM_IMAGES // 4
     batches = 0
-    for (expected, targets), (images, labels) in zip(all_batches(plain), all_batches(on_device)):
-        assert images.dtype == torch.uint8 and images.shape == expected.shape
-        normalized = on_device.device_normalize(images.contiguous(memory_format=torch.channels_last))
-        assert normalized.dtype == torch.float32 and normalized.is_contiguous(memory_format=torch.channels_last)
-        assert torch.equal(normalized, expected) and torch.equal(labels, targets)
+    for (expected, targets), (images, labels), (uint8, _) in zip(all_batches(plain), delivered, handed_over):
+        assert images.dtype == torch.float32 and images.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(images, expected) and torch.equal(labels, targets)
+        assert images.shape == uint8.shape
         batches += 1
     assert batches == NUM_IMAGES // 4
+
+
+def test_device_loader_only_moves_batches_that_need_no_normalisation(list_root):
+    loader = build_dataloader(train_section(list_root), "Train", CLASS_NUM, seed=3)
+    loader.set_epoch(1)
+    expected = all_batches(loader)
+    loader.set_epoch(1)
+    moved = list(DeviceLoader(loader, torch.device("cpu")))
+    assert len(moved) == len(expected) and all(
+        torch.equal(a, b) and torch.equal(s, t) for (a, s), (b, t) in zip(moved, expected))
+    batch = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)  # any iterable of batches, e.g. a list
+    (images, targets), = DeviceLoader([(batch, "targets")], torch.device("cpu"), torch.channels_last)
+    assert images.dtype == torch.uint8 and images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(images, batch) and targets == "targets"
 
 
 def test_normalize_on_device_needs_normalisation_last(list_root):
@@ -174,7 +208,7 @@ def test_normalize_on_device_needs_normalisation_last(list_root):
                                           r"RandAugment, ToCHWImage"):
         build_dataloader(section, "Train", CLASS_NUM)
     section = train_section(list_root, normalize_on_device="yes")
-    with pytest.raises(ConfigError, match=r"loader\.normalize_on_device must be a bool"):
+    with pytest.raises(ConfigError, match=r"loader\.normalize_on_device must be true or false, got 'yes'"):
         build_dataloader(section, "Train", CLASS_NUM)
 
 
@@ -183,9 +217,9 @@ def test_device_normalize_mistakes_are_config_errors_naming_the_pipeline(list_ro
     section["dataset"]["transform_ops"][-2] = {"NormalizeImage": {"mean": [0.5], "std": [0.5], "order": ""}}
     del section["batch_transform_ops"]
     loader = build_dataloader(section, "Train", CLASS_NUM)
-    images, _ = next(iter(loader))
     with pytest.raises(ConfigError, match=r"Train\.dataset\.transform_ops: NormalizeImage has mean/std for 1 "
                                           r"channels but the images have 3"):
-        loader.device_normalize(images)
+        next(iter(DeviceLoader(loader, torch.device("cpu"))))
+    images, _ = next(iter(loader))
     with pytest.raises(ConfigError, match=r"needs uint8 \[B, C, H, W\] batches.*float32"):
         loader.device_normalize(images.float())

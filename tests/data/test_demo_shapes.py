@@ -195,10 +195,17 @@ def test_a_folder_of_other_files_is_refused(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
 
 
-@pytest.mark.parametrize("keywords",
-                         [{"num_train": -1}, {"seed": 1.5}, {"image_size_range": (8, 4)}])
-def test_bad_parameters_are_config_errors(tmp_path, keywords):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("keywords, message", [
+    ({"num_train": -1}, r"^num_train must be an integer from 0 to 999999 \(image ids of the two splits "
+                        r"must not overlap\), got -1$"),
+    ({"num_val": 10 ** 6}, r"^num_val must be an integer from 0 to 999999 .*got 1000000$"),
+    ({"seed": 1.5}, r"^seed must be an integer >= 0, got 1\.5$"),
+    ({"image_size_range": (8, 4)}, r"^image_size_range must be a list of 2 integers >= 32"),
+    ({"image_size_range": (112.5, 160)}, r"^image_size_range must be a list of 2 integers >= 32"),
+    ({"image_size_range": (160, 112)}, r"^image_size_range must be \(low, high\) with 32 <= low <= high"),
+])
+def test_bad_parameters_are_config_errors(tmp_path, keywords, message):
+    with pytest.raises(ConfigError, match=message):
         generate_demo_dataset(tmp_path / "bad", **keywords)
     assert not (tmp_path / "bad").exists()
 
