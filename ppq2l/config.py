@@ -47,6 +47,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "save_inference_dir": "./inference",
     "export_dynamic_spatial": False,  # ONNX export: height and width as dynamic axes too
     "export_fp16": False,  # ONNX export in float16 (needs CUDA)
+    "export_attention": False,  # ONNX export with a second output: per-label maps [B, C, h, w]
     "early_stop_patience": 0,
     "clip_grad_norm": None,
     "channels_last": False,
@@ -72,18 +73,24 @@ CALIBRATE_DEFAULTS: dict[str, Any] = {
     "scores": None,  # a scores.npz to fit on instead of running the model
     "output": None,  # the thresholds.json to write; default Global.output_dir/thresholds.json
 }
-# tools/eval.py and tools/report.py
+INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path",
+              "explain", "explain_dir", "explain_top_k")
+# Per-label maps with tools/infer.py: off, into output_dir/explain, the 3 best labels when none fires.
+INFER_DEFAULTS: dict[str, Any] = {"explain": False, "explain_dir": None, "explain_top_k": 3}
+# tools/eval.py extras (tools/report.py reads report and scores too); pointing_game needs boxes:
+# a COCO json (null: found next to the images).
 EVAL_DEFAULTS: dict[str, Any] = {
+    "pointing_game": False, "pointing_game_annotations": None,
     "report": None,  # a folder: write report.html, per_class.csv and the figures there
     "scores": None,  # the scores.npz eval writes and report reads; default Global.output_dir
 }
-# Sections that change nothing by being present, so an override may create them.
+# A section that changes nothing by being present, so an override may create it.
 ON_DEMAND_SECTIONS = ("Calibrate", "Eval")
-INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path")
 LOSS_KEYS = ("Train", "Eval")
 AMP_DTYPES = ("float16", "bfloat16")
 SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS,
                     "Calibrate": CALIBRATE_DEFAULTS, "Eval": EVAL_DEFAULTS}
+ALWAYS_PRESENT = ("Global", "Eval")  # filled in even when a config leaves them out
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -233,11 +240,14 @@ def apply_override(config: dict, text: str) -> None:
 
 def _fill_defaults(config: dict) -> None:
     for section, defaults in SECTION_DEFAULTS.items():
-        if section == "Global" or section in config:
+        if section in ALWAYS_PRESENT or section in config:
             if config.get(section) is None:
                 config[section] = {}
             for key, value in defaults.items():
                 config[section].setdefault(key, copy.deepcopy(value))
+    if isinstance(config.get("Infer"), dict):  # so that -o Infer.explain=True finds its key
+        for key, value in INFER_DEFAULTS.items():
+            config["Infer"].setdefault(key, value)
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:
@@ -283,6 +293,7 @@ def validate_config(config: dict) -> None:
         _validate_calibrate(config["Calibrate"])
     for key in ("report", "scores"):
         _optional_path((config.get("Eval") or {}).get(key), f"Eval.{key}")
+    validate_explain_keys(config.get("Infer"))
     for section, keys in (("Infer", INFER_KEYS), ("Loss", LOSS_KEYS)):
         if config.get(section) is not None and not isinstance(config[section], dict):
             raise ConfigError(f"section {section!r} must be a mapping with keys "
@@ -311,6 +322,20 @@ def _validate_calibrate(section: dict) -> None:
         raise ConfigError(f"Calibrate.dataset must be a mapping of dataset keys (laid over "
                           f"DataLoader.Eval.dataset, e.g. {{cls_label_path: held_out_list.txt}}) "
                           f"or null, got {section['dataset']!r}")
+
+
+def validate_explain_keys(infer: Any) -> None:
+    """The types of the Infer keys of per-label maps (when the section has them)."""
+    if not isinstance(infer, dict):
+        return
+    if infer.get("explain") is not None:
+        flag(infer["explain"], "Infer.explain")
+    integer(infer.get("explain_top_k"), "Infer.explain_top_k", minimum=1, allow_none=True,
+            why="labels drawn when none passes the threshold")
+    directory = infer.get("explain_dir")
+    if directory is not None and not isinstance(directory, str):
+        raise ConfigError(f"Infer.explain_dir must be a folder path or null (output_dir/explain), "
+                          f"got {directory!r}")
 
 
 BASE_KEY, DELETE_KEY = "_base_", "_delete_"

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from ppq2l.arch.backbone import build_backbone
 from ppq2l.arch.ml_decoder_word_vectors import load_word_vectors
 from ppq2l.arch.query2label import CLASS_NUM
+from ppq2l.arch.transformer import attention_maps, attention_weights, check_layer
 from ppq2l.checks import integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
@@ -84,11 +85,18 @@ class MLDecoderLayer(nn.Module):
 
     def forward(self, queries: Tensor, memory: Tensor) -> Tensor:
         """Decoded queries [B, K, d_model] from queries [B, K, d_model] and memory [B, N, d_model]."""
+        return self.forward_with_attention(queries, memory, need_weights=False)[0]
+
+    def forward_with_attention(self, queries: Tensor, memory: Tensor, need_weights: bool = True
+                               ) -> tuple[Tensor, Tensor | None]:
+        """The decoded queries and the attention weights [B, heads, K, N] of the queries over
+        the memory (None unless `need_weights`)."""
         queries = self.norm1(queries + self.dropout1(queries))
         attended = self.multihead_attn(queries, memory)
+        weights = attention_weights(self.multihead_attn, queries, memory) if need_weights else None
         queries = self.norm2(queries + self.dropout2(attended))
         hidden = self.linear2(self.dropout(F.relu(self.linear1(queries))))
-        return self.norm3(queries + self.dropout3(hidden))
+        return self.norm3(queries + self.dropout3(hidden)), weights
 
 
 def group_fully_connected(decoded: Tensor, weight: Tensor) -> Tensor:
@@ -201,15 +209,38 @@ class MLDecoderHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         """Logits [B, class_num] from a feature map [B, C, H, W] or tokens [B, N, C]."""
+        return self.decode(features, attention_layer=None)[0]
+
+    def forward_with_maps(self, features: Tensor, layer: int = -1, head: int | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """`forward`'s logits and, per class, the attention over the feature map [B, class_num,
+        h, w] of the query that predicts it (with group decoding, its group's query) in decoder
+        layer `layer`, the mean over the heads or head `head` alone; each map sums to 1."""
+        if features.dim() != 4:
+            raise ConfigError(f"ML-Decoder attention maps need a feature map [B, C, h, w], got "
+                              f"tokens of shape {tuple(features.shape)}")
+        logits, weights = self.decode(features, check_layer(layer, len(self.decoder.layers),
+                                                            "the ML-Decoder"))
+        maps = attention_maps(weights, head, features.shape[-2:])
+        query_of_class = torch.arange(self.class_num, device=maps.device) // self.decoder.duplicate_factor
+        return logits, maps.index_select(1, query_of_class)
+
+    def decode(self, features: Tensor, attention_layer: int | None) -> tuple[Tensor, Tensor | None]:
+        """Logits and the attention weights [B, heads, K, N] of decoder layer `attention_layer`
+        (an index in 0..num_layers-1; None: not computed)."""
         tokens = features.flatten(2).transpose(1, 2) if features.dim() == 4 else features
         memory = F.relu(self.decoder.embed_standart(tokens))
         queries = self.queries()
         decoded = queries.unsqueeze(0).expand(memory.shape[0], -1, -1)
-        for layer in self.decoder.layers:
-            decoded = layer(decoded, memory)
+        weights = None
+        for index, layer in enumerate(self.decoder.layers):
+            if index == attention_layer:
+                decoded, weights = layer.forward_with_attention(decoded, memory)
+            else:
+                decoded = layer(decoded, memory)
         grouped = group_fully_connected(decoded, self.decoder.duplicate_pooling)
         logits = grouped.flatten(1)[:, :self.class_num]
-        return logits + self.decoder.duplicate_pooling_bias
+        return logits + self.decoder.duplicate_pooling_bias, weights
 
 
 def resolve_num_queries(num_of_groups: int | None, class_num: int) -> int:
@@ -256,3 +287,9 @@ class MLDecoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Logits [B, class_num] for images [B, 3, H, W]."""
         return self.head(self.backbone(images))
+
+    def forward_with_maps(self, images: Tensor, layer: int = -1, head: int | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """`forward`'s logits and per-class attention maps [B, class_num, h, w] (see
+        MLDecoderHead.forward_with_maps)."""
+        return self.head.forward_with_maps(self.backbone(images), layer, head)

@@ -133,7 +133,13 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     loader = build_dataloader(require_section(config, "DataLoader.Eval"), "Eval", context.class_num,
                               int(config["Global"]["seed"]), context.device.type == "cuda")
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
-    scores, targets, loss = predict_dataset(model, loader, context.device, context.precision,
+    pointing = None
+    if (config.get("Eval") or {}).get("pointing_game"):
+        from ppq2l.explain.pointing_game import PointingGameRun, format_pointing_game
+
+        pointing = PointingGameRun(config, model, loader, context.class_num)
+    scores, targets, loss = predict_dataset(pointing.model if pointing else model, loader,
+                                            context.device, context.precision,
                                             context.channels_last, loss_fn=build_eval_loss(config))
     check_finite_scores(scores, loader.dataset.image_paths, str(weights))
     results = with_loss(compute_metrics(metrics, scores, targets), loss)
@@ -141,6 +147,9 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     names = read_label_map(label_file, context.class_num) if label_file else None
     context.logger.info("evaluation of %s on %d images:\n%s", weights, len(scores),
                         format_metrics(results, names))
+    if pointing is not None:
+        results["pointing_game"] = pointing.finish(scores, targets, names)
+        context.logger.info("%s", format_pointing_game(results["pointing_game"]))
     if is_main_process():
         write_json(context.output_dir / "eval_metrics.json",
                    {"weights": str(weights), "num_images": int(len(scores)), **results})

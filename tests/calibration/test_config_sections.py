@@ -1,18 +1,19 @@
-"""The Calibrate and Eval config sections: created by an override on any config, their keys and
-values checked like Global's."""
+"""The Calibrate and Eval config sections: Calibrate created by an override on any config, Eval
+always filled in; their keys and values checked like Global's."""
 import pytest
 
-from ppq2l.config import CALIBRATE_DEFAULTS, get_config
+from ppq2l.config import CALIBRATE_DEFAULTS, EVAL_DEFAULTS, get_config
 from ppq2l.errors import ConfigError
 
 from conftest import DEMO_CONFIG
 
 
 def test_an_override_creates_the_section_with_its_defaults():
-    assert "Calibrate" not in get_config(DEMO_CONFIG) and "Eval" not in get_config(DEMO_CONFIG)
+    plain = get_config(DEMO_CONFIG)
+    assert "Calibrate" not in plain and plain["Eval"]["report"] is None and plain["Eval"]["scores"] is None
     config = get_config(DEMO_CONFIG, ["Calibrate.policy=recall:0.8", "Eval.report=out/report"])
     assert config["Calibrate"] == {**CALIBRATE_DEFAULTS, "policy": "recall:0.8"}
-    assert config["Eval"] == {"report": "out/report", "scores": None}
+    assert config["Eval"] == {**EVAL_DEFAULTS, "report": "out/report"}
     config = get_config(DEMO_CONFIG, ["Calibrate.dataset={cls_label_path: held.txt}"])
     assert config["Calibrate"]["dataset"] == {"cls_label_path": "held.txt"}
 
