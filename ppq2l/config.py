@@ -49,6 +49,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "export_fp16": False,  # ONNX export in float16 (needs CUDA)
     "export_attention": False,  # ONNX export with a second output: per-label maps [B, C, h, w]
     "early_stop_patience": 0,
+    "early_stop_rule": "plateau",  # or query2label (the official main_mlc.py rule)
+    "stop_epoch": 0,  # > 0: training ends after this epoch; the schedule still spans `epochs`
     "clip_grad_norm": None,
     "channels_last": False,
     "compile": False,  # torch.compile the training step's model (checkpoints keep plain keys)
@@ -63,7 +65,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 }
 EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
-                                "use_dynamic_loss_scaling": True}
+                                "use_dynamic_loss_scaling": True,
+                                "use_fp16_test": False}  # evaluation and inference in float32
 # tools/calibrate.py: per-class thresholds (README, "Thresholds and the evaluation report")
 CALIBRATE_DEFAULTS: dict[str, Any] = {
     "policy": "f1",  # f1 | precision:P | recall:R | fixed:T
@@ -88,6 +91,7 @@ EVAL_DEFAULTS: dict[str, Any] = {
 ON_DEMAND_SECTIONS = ("Calibrate", "Eval")
 LOSS_KEYS = ("Train", "Eval")
 AMP_DTYPES = ("float16", "bfloat16")
+EARLY_STOP_RULES = ("plateau", "query2label")
 SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS,
                     "Calibrate": CALIBRATE_DEFAULTS, "Eval": EVAL_DEFAULTS}
 ALWAYS_PRESENT = ("Global", "Eval")  # filled in even when a config leaves them out
@@ -285,6 +289,9 @@ def validate_config(config: dict) -> None:
             if key not in defaults:
                 raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, list(defaults))}")
             _check_type(f"{section}.{key}", value, defaults[key])
+    choice(config["Global"]["early_stop_rule"], "Global.early_stop_rule", EARLY_STOP_RULES)
+    integer(config["Global"]["stop_epoch"], "Global.stop_epoch", minimum=0,
+            why="0: train every epoch of Global.epochs")
     if config.get("AMP"):
         choice(config["AMP"]["dtype"], "AMP.dtype", AMP_DTYPES)
     if config.get("EMA"):

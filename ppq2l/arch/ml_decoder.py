@@ -26,9 +26,11 @@ from ppq2l.checks import integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
 
-# Official defaults: at most this many queries when num_of_groups is not given.
+# The official default (train.py --num-of-groups -1): any negative number means this many queries,
+# or one per class when there are fewer classes.
 DEFAULT_MAX_GROUPS = 100
-FULL_DECODING = -1  # num_of_groups: -1 means one query per class
+OFFICIAL_DEFAULT = -1
+PER_CLASS = "per_class"  # num_of_groups: one query per class, whatever the class count
 
 
 class CrossAttention(nn.Module):
@@ -142,13 +144,13 @@ class GroupDecoder(nn.Module):
 class MLDecoderHead(nn.Module):
     """ML-Decoder head: features [B, C, H, W] (or tokens [B, N, C]) -> logits [B, class_num].
 
-    `num_of_groups` queries (None: min(100, class_num), the official default; -1: one per class)
-    each predict ceil(class_num / num_of_groups) classes: class c comes from query
+    `num_of_groups` queries (None or -1: min(100, class_num), the official default; per_class: one
+    per class) each predict ceil(class_num / num_of_groups) classes: class c comes from query
     c // duplicate_factor. With `word_vectors` [class_num, word_dim] the head is zero-shot: the
     queries are the word vectors projected to `decoder_embedding` (Linear + ReLU,
     `wordvec_proj`), and any class with a word vector can be predicted (`set_word_vectors`)."""
 
-    def __init__(self, class_num: int, initial_num_features: int, num_of_groups: int | None = None,
+    def __init__(self, class_num: int, initial_num_features: int, num_of_groups: int | str | None = None,
                  decoder_embedding: int = 768, nheads: int = 8, dim_feedforward: int = 2048,
                  dropout: float = 0.1, num_layers: int = 1,
                  word_vectors: Tensor | None = None) -> None:
@@ -167,7 +169,7 @@ class MLDecoderHead(nn.Module):
         self.zero_shot = word_vectors is not None
         num_queries = resolve_num_queries(num_of_groups, class_num)
         if self.zero_shot:
-            if num_of_groups not in (None, FULL_DECODING, class_num):
+            if num_of_groups not in (None, OFFICIAL_DEFAULT, PER_CLASS, class_num):
                 raise ConfigError(f"Arch.num_of_groups ({num_of_groups}) does not apply to a "
                                   "zero-shot ML-Decoder: it uses one query per word vector; "
                                   "leave num_of_groups out")
@@ -243,18 +245,20 @@ class MLDecoderHead(nn.Module):
         return logits + self.decoder.duplicate_pooling_bias, weights
 
 
-def resolve_num_queries(num_of_groups: int | None, class_num: int) -> int:
-    """Number of queries: None -> min(100, class_num) (official default), -1 -> class_num,
-    otherwise num_of_groups, which must be in 1..class_num."""
-    if num_of_groups is None:
+def resolve_num_queries(num_of_groups: int | str | None, class_num: int) -> int:
+    """Number of queries: None or -1 -> min(100, class_num) (the official code's -1), per_class ->
+    class_num, otherwise num_of_groups, which must be in 1..class_num."""
+    if num_of_groups is None or (num_of_groups == OFFICIAL_DEFAULT and not isinstance(num_of_groups, bool)):
         return min(DEFAULT_MAX_GROUPS, class_num)
-    if num_of_groups == FULL_DECODING and not isinstance(num_of_groups, bool):
+    if num_of_groups == PER_CLASS:
         return class_num
     integer(num_of_groups, "Arch.num_of_groups", minimum=1,
-            why="-1: one query per class; null: min(100, class_num)")
+            why=f"or -1: min({DEFAULT_MAX_GROUPS}, class_num) as the official code; {PER_CLASS}: "
+                f"one query per class")
     if num_of_groups > class_num:
         raise ConfigError(f"Arch.num_of_groups ({num_of_groups}) cannot exceed class_num "
-                          f"({class_num}); use at most {class_num}, or -1 for one query per class")
+                          f"({class_num}); use at most {class_num}, or {PER_CLASS} for one query "
+                          f"per class")
     return num_of_groups
 
 
@@ -264,7 +268,7 @@ class MLDecoder(nn.Module):
     given, must equal the backbone's channel count; `word_vectors` (path to a .npy or .pt file
     with a [class_num, word_dim] array) makes the head zero-shot."""
 
-    def __init__(self, class_num: int, backbone: dict, num_of_groups: int | None = None,
+    def __init__(self, class_num: int, backbone: dict, num_of_groups: int | str | None = None,
                  decoder_embedding: int = 768, initial_num_features: int | None = None,
                  nheads: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1,
                  num_layers: int = 1, word_vectors: str | None = None) -> None:

@@ -28,7 +28,7 @@ def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, pre
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # one sync at the end
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, labels in progress(DeviceLoader(loader, device, memory_format), desc=desc):
-        with precision.autocast():
+        with precision.test_autocast():  # float32 unless AMP.use_fp16_test
             logits = model(images)
         if loss_fn is not None and len(labels):
             # As in training: the loss of the logits, outside autocast, weighted by batch size.

@@ -36,11 +36,11 @@ def torch_backend(context: RunContext, weights: str | os.PathLike) -> Backend:
         return images
 
     def run(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), context.precision.autocast():
+        with torch.no_grad(), context.precision.test_autocast():
             return torch.sigmoid(model(to_device(batch)).float()).cpu().numpy()
 
     def run_with_maps(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad(), context.precision.autocast():
+        with torch.no_grad(), context.precision.test_autocast():
             logits, maps = explain(model, to_device(batch))
         return torch.sigmoid(logits.float()).cpu().numpy(), maps.float().cpu().numpy()
 
