@@ -38,6 +38,10 @@ demo: demo-data
 	$(PY) tools/train.py -c $(DEMO_CONFIG) -o Global.overwrite=True  # make demo re-runs replace the last demo run
 	$(PY) tools/eval.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth \
 		-o Eval.pointing_game=True
+# per-class thresholds from the scores eval saved (no second pass of the model), then the report
+# at them; export and infer pick them up (Infer.PostProcess.threshold: auto)
+	$(PY) tools/calibrate.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth
+	$(PY) tools/report.py -c $(DEMO_CONFIG)
 	$(PY) tools/export_model.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth \
 		-o Global.export_attention=True
 	$(PY) deploy/python/predict_multilabel.py -c deploy/configs/inference_multilabel.yaml \
@@ -46,6 +50,7 @@ demo: demo-data
 		-o Global.save_visual_dir=$(DEMO_VISUAL) > /dev/null
 	@echo "deploy predictor, first records of $(DEMO_OUTPUT)/deploy_predictions.jsonl:"
 	@head -n 3 $(DEMO_OUTPUT)/deploy_predictions.jsonl
+	@echo "evaluation report: $(DEMO_OUTPUT)/report/report.html"
 	@echo "per-label maps of every val image in $(DEMO_VISUAL)/, for example $(DEMO_VISUAL)/$(DEMO_PICTURE_IMAGE)/"
 
 test: venv
@@ -58,6 +63,7 @@ lint: venv
 bench: venv
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_calibrate.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_infer.py -c $(DEMO_CONFIG)
 

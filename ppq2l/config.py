@@ -9,6 +9,8 @@ Rules for overrides (also in the README):
 - A path must exist, with two exceptions: a keyword may be added to a component (a mapping with a
   `name` key, or the keyword mapping of a `- Op: {...}` list entry), where the registry later checks
   it against the constructor; and a whole section named in SECTIONS may be added (`-o EMA={}`).
+  The keys of the sections that only tools read (Calibrate, Eval) may be set when the file has
+  no such section: `-o Calibrate.policy=f1` works on any config.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from ppq2l.errors import ConfigError
 from ppq2l.utils.atomic_write import write_text_atomic
 
 SECTIONS = ("Global", "Arch", "Loss", "Metric", "Optimizer", "DataLoader", "Infer", "EMA", "AMP",
-            "Eval")
+            "Calibrate", "Eval")
 REQUIRED_SECTIONS = ("Global", "Arch")
 
 GLOBAL_DEFAULTS: dict[str, Any] = {
@@ -65,17 +67,33 @@ EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
                                 "use_dynamic_loss_scaling": True,
                                 "use_fp16_test": False}  # evaluation and inference in float32
+# tools/calibrate.py: per-class thresholds (README, "Thresholds and the evaluation report")
+CALIBRATE_DEFAULTS: dict[str, Any] = {
+    "policy": "f1",  # f1 | precision:P | recall:R | fixed:T
+    "min_positives": 5,  # fewer positives: the class takes the threshold of all classes pooled
+    "folds": 5,  # k-fold cross-fitting on DataLoader.Eval for the held-out figures
+    "dataset": None,  # held-out data to fit on (keys over DataLoader.Eval.dataset) instead
+    "scores": None,  # a scores.npz to fit on instead of running the model
+    "output": None,  # the thresholds.json to write; default Global.output_dir/thresholds.json
+}
 INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path",
               "explain", "explain_dir", "explain_top_k")
 # Per-label maps with tools/infer.py: off, into output_dir/explain, the 3 best labels when none fires.
 INFER_DEFAULTS: dict[str, Any] = {"explain": False, "explain_dir": None, "explain_top_k": 3}
-# tools/eval.py extras; pointing_game needs boxes: a COCO json (null: found next to the images).
-EVAL_DEFAULTS: dict[str, Any] = {"pointing_game": False, "pointing_game_annotations": None}
+# tools/eval.py extras (tools/report.py reads report and scores too); pointing_game needs boxes:
+# a COCO json (null: found next to the images).
+EVAL_DEFAULTS: dict[str, Any] = {
+    "pointing_game": False, "pointing_game_annotations": None,
+    "report": None,  # a folder: write report.html, per_class.csv and the figures there
+    "scores": None,  # the scores.npz eval writes and report reads; default Global.output_dir
+}
+# A section that changes nothing by being present, so an override may create it.
+ON_DEMAND_SECTIONS = ("Calibrate", "Eval")
 LOSS_KEYS = ("Train", "Eval")
 AMP_DTYPES = ("float16", "bfloat16")
 EARLY_STOP_RULES = ("plateau", "query2label")
 SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS,
-                    "Eval": EVAL_DEFAULTS}
+                    "Calibrate": CALIBRATE_DEFAULTS, "Eval": EVAL_DEFAULTS}
 ALWAYS_PRESENT = ("Global", "Eval")  # filled in even when a config leaves them out
 
 
@@ -177,6 +195,8 @@ def _is_op_entry(node: Any, parent: Any) -> bool:
 def apply_override(config: dict, text: str) -> None:
     """Apply one `Key.sub=value` override to `config` in place (rules in the module docstring)."""
     path, value = parse_override(text)
+    if path[0] not in config and len(path) > 1 and path[0] in ON_DEMAND_SECTIONS:
+        config[path[0]] = copy.deepcopy(SECTION_DEFAULTS[path[0]])
     if path[0] not in config:
         if len(path) == 1 and path[0] in SECTIONS:
             config[path[0]] = value
@@ -276,6 +296,10 @@ def validate_config(config: dict) -> None:
         choice(config["AMP"]["dtype"], "AMP.dtype", AMP_DTYPES)
     if config.get("EMA"):
         number(config["EMA"]["decay"], "EMA.decay", above=0.0, below=1.0)
+    if config.get("Calibrate"):
+        _validate_calibrate(config["Calibrate"])
+    for key in ("report", "scores"):
+        _optional_path((config.get("Eval") or {}).get(key), f"Eval.{key}")
     validate_explain_keys(config.get("Infer"))
     for section, keys in (("Infer", INFER_KEYS), ("Loss", LOSS_KEYS)):
         if config.get(section) is not None and not isinstance(config[section], dict):
@@ -284,6 +308,27 @@ def validate_config(config: dict) -> None:
         for key in (config.get(section) or {}):
             if key not in keys:
                 raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, keys)}")
+
+
+def _optional_path(value: Any, where: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"{where} must be a path or null, got {value!r}")
+
+
+def _validate_calibrate(section: dict) -> None:
+    """The Calibrate keys: a policy that parses, counts in range, paths, a dataset mapping."""
+    from ppq2l.calibration.policy import parse_policy
+
+    parse_policy(section["policy"], "Calibrate.policy")
+    integer(section["min_positives"], "Calibrate.min_positives", minimum=1,
+            why="classes with fewer positives take the pooled threshold")
+    integer(section["folds"], "Calibrate.folds", minimum=2, why="k-fold cross-fitting")
+    for key in ("scores", "output"):
+        _optional_path(section[key], f"Calibrate.{key}")
+    if section["dataset"] is not None and not isinstance(section["dataset"], dict):
+        raise ConfigError(f"Calibrate.dataset must be a mapping of dataset keys (laid over "
+                          f"DataLoader.Eval.dataset, e.g. {{cls_label_path: held_out_list.txt}}) "
+                          f"or null, got {section['dataset']!r}")
 
 
 def validate_explain_keys(infer: Any) -> None:

@@ -50,9 +50,16 @@ def failure_summary(records: Sequence[dict]) -> str | None:
 
 
 # ------------------------------------------------------------------ settings from a training config
-def config_postprocess(config: dict) -> dict:
-    """Infer.PostProcess of a training config, or DEFAULT_POSTPROCESS when it has none."""
-    return copy.deepcopy((config.get("Infer") or {}).get("PostProcess") or DEFAULT_POSTPROCESS)
+def config_postprocess(config: dict, weights: str | os.PathLike | None = None,
+                       logger: logging.Logger | None = None) -> dict:
+    """Infer.PostProcess of a training config (DEFAULT_POSTPROCESS when it has none) for the
+    checkpoint `weights`: a threshold of `auto`, or none, becomes the thresholds.json calibrated
+    for it (beside it or in Global.output_dir), else 0.5."""
+    from ppq2l.calibration.thresholds_file import AUTO, resolve_auto
+
+    settings = (config.get("Infer") or {}).get("PostProcess") or {**DEFAULT_POSTPROCESS, "threshold": AUTO}
+    folders = [(config.get("Global") or {}).get("output_dir") or "."]
+    return resolve_auto(copy.deepcopy(settings), weights, folders, logger or get_logger())
 
 
 def _op_key(entry: Any) -> Any:

@@ -123,10 +123,12 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     from ppq2l.data.label_map import read_label_map
     from ppq2l.engine.components import build_model_for_run, require_section, start_run, write_json
     from ppq2l.engine.distributed import is_main_process
+    from ppq2l.engine.eval_outputs import prepare_eval_outputs, write_eval_outputs
     from ppq2l.metric import build_metrics
 
     weights = require_section(config, "Global.pretrained_model")
     context = start_run(config, "eval.log")
+    outputs = prepare_eval_outputs(config) if is_main_process() else None  # checked before scoring
     model = build_model_for_run(context, weights)
     loader = build_dataloader(require_section(config, "DataLoader.Eval"), "Eval", context.class_num,
                               int(config["Global"]["seed"]), context.device.type == "cuda")
@@ -151,4 +153,6 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     if is_main_process():
         write_json(context.output_dir / "eval_metrics.json",
                    {"weights": str(weights), "num_images": int(len(scores)), **results})
+        write_eval_outputs(outputs, config, scores, targets, loader.dataset.image_paths, names,
+                           str(weights), results, context.logger)
     return results

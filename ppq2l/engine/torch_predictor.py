@@ -45,7 +45,8 @@ def torch_backend(context: RunContext, weights: str | os.PathLike) -> Backend:
         return torch.sigmoid(logits.float()).cpu().numpy(), maps.float().cpu().numpy()
 
     reason = unsupported_reason(model)
-    return Backend(run=run, preprocess=ops, postprocess=config_postprocess(config),
+    return Backend(run=run, preprocess=ops,
+                   postprocess=config_postprocess(config, weights, context.logger),
                    preprocess_where=where, postprocess_where="Infer.PostProcess",
                    broken_advice=BROKEN_CHECKPOINT_ADVICE, device=str(context.device),
                    source=str(weights), run_with_maps=None if reason else run_with_maps,

@@ -23,11 +23,15 @@ REQUIRED_FIELDS = ("format", "version", "class_num", "input_name", "output_name"
 def build_metadata(*, arch: str, class_num: int, input_size: list[int], preprocess: list[dict],
                    postprocess: dict, label_names: list[str] | None, dynamic_spatial: bool,
                    precision: str, input_name: str = "images", output_name: str = "scores",
+                   calibration: dict | None = None,
                    attention_output: str | None = None) -> dict[str, Any]:
-    """The metadata dict of one exported model (plain JSON-serialisable data); `attention_output`
+    """The metadata dict of one exported model (plain JSON-serialisable data); `calibration`
+    names the thresholds.json the per-class thresholds were taken from; `attention_output`
     names the per-label maps output [B, C, h, w] of a model exported with it (optional: models
     exported before it existed have none)."""
     threshold = postprocess.get("threshold", 0.5)
+    threshold = list(threshold) if isinstance(threshold, list) else threshold  # no YAML alias
+    optional = {"calibration": calibration} if calibration is not None else {}
     return {
         "format": METADATA_FORMAT,
         "version": METADATA_VERSION,
@@ -44,6 +48,7 @@ def build_metadata(*, arch: str, class_num: int, input_size: list[int], preproce
         "postprocess": postprocess,
         "label_names": label_names,
         "threshold": threshold,
+        **optional,
     }
 
 

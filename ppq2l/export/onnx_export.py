@@ -74,18 +74,27 @@ def resolve_input_size(config: dict, ops: list[dict], dynamic_spatial: bool,
     return list(fixed)
 
 
-def resolve_postprocess(config: dict, class_num: int) -> tuple[dict, list[str] | None]:
-    """The postprocess config to embed (without file paths) and the label names it reads."""
-    settings = config_postprocess(config)
+def resolve_postprocess(config: dict, class_num: int, weights: str | os.PathLike | None = None,
+                        logger: logging.Logger | None = None
+                        ) -> tuple[dict, list[str] | None, dict | None]:
+    """The postprocess config to embed (without file paths), the label names it reads and, when
+    the thresholds come from a thresholds.json (`auto` for `weights`, or its path), where from."""
+    settings = config_postprocess(config, weights, logger)
     postprocess = build_postprocess(settings, "Infer.PostProcess")
-    postprocess.thresholds_for(class_num)  # a per-class list of the wrong length fails here
+    thresholds = postprocess.thresholds_for(class_num)  # a list or file of the wrong length fails
     names = postprocess.label_names
     if names is not None and len(names) != class_num:
         raise ConfigError(f"Infer.PostProcess.class_id_map_file names {len(names)} classes but "
                           f"Arch.class_num is {class_num}")
     for key in ("class_id_map_file", "delimiter", "label_names"):
         settings.pop(key, None)  # the names travel in the metadata; a path would not
-    return settings, names
+    calibration = None
+    found = postprocess.thresholds_file
+    if found is not None:  # the values travel, and what they were fitted on is named
+        settings["threshold"] = [float(value) for value in thresholds]
+        calibration = {"thresholds_file": str(found.path),
+                       **{key: found.document.get(key) for key in ("policy", "fitted_on", "summary")}}
+    return settings, names, calibration
 
 
 def check_finite_weights(model: nn.Module, source: str) -> None:
@@ -211,12 +220,14 @@ def export_from_config(config: dict) -> dict[str, Any]:
                           "supported: export in float32 (Global.export_fp16=False)")
     ops, where = inference_transforms(config, context.logger)
     input_size = resolve_input_size(config, ops, dynamic_spatial, context.logger, where)
-    postprocess, label_names = resolve_postprocess(config, context.class_num)
+    postprocess, label_names, calibration = resolve_postprocess(config, context.class_num, weights,
+                                                                context.logger)
     metadata = build_metadata(arch=str(config["Arch"]["name"]), class_num=context.class_num,
                               input_size=input_size, preprocess=ops, postprocess=postprocess,
                               label_names=label_names, dynamic_spatial=dynamic_spatial,
                               precision="fp16" if half else "fp32",
                               input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+                              calibration=calibration,
                               attention_output=ATTENTION_NAME if attention else None)
     try:
         model = build_model_for_run(context, weights)

@@ -4,11 +4,13 @@ Each is called on sigmoid scores and 0/1 targets [N, C] and returns a dict of nu
 from __future__ import annotations
 
 import math
-from typing import Any
+import os
+from typing import Any, Sequence
 
 import numpy as np
 
-from ppq2l.checks import choice, integer, number
+from ppq2l.calibration.thresholds_file import is_thresholds_path, read_thresholds
+from ppq2l.checks import choice, integer, number, number_list
 from ppq2l.errors import ConfigError
 from ppq2l.metric.functional import AP_MODES, average_precision, threshold_metrics, top_k_metrics
 from ppq2l.registry import METRICS
@@ -36,25 +38,50 @@ class MultiLabelMAP:
 @METRICS.register
 class MultiLabelThresholdMetrics:
     """CP, CR, CF1, OP, OR, OF1 at a score threshold and, with `top_k`, the same six over each
-    image's k best labels that also pass the threshold (keys `CP_top3`, ...), in percent."""
+    image's k best labels that also pass the threshold (keys `CP_top3`, ...), in percent. The
+    threshold is a number, one number per class, or a thresholds.json of tools/calibrate.py."""
 
     main_key = "OF1"
 
-    def __init__(self, threshold: float = 0.5, top_k: int | None = 3) -> None:
+    def __init__(self, threshold: float | Sequence[float] | str | os.PathLike = 0.5,
+                 top_k: int | None = 3) -> None:
         where = "MultiLabelThresholdMetrics"
-        self.threshold = number(threshold, "threshold", minimum=0.0, maximum=1.0,
-                                why="it is compared with sigmoid scores", where=where)
+        self.thresholds_file = None
+        if is_thresholds_path(threshold):
+            self.thresholds_file = read_thresholds(threshold, f"{where}: threshold")
+            self.threshold: float | np.ndarray = self.thresholds_file.values
+        elif isinstance(threshold, (list, tuple)):
+            self.threshold = np.asarray(number_list(
+                threshold, "threshold", minimum=0.0, maximum=1.0, where=where,
+                example="[0.5, 0.7, ...] (one per class)"), dtype=np.float64)
+        else:
+            self.threshold = number(threshold, "threshold", minimum=0.0, maximum=1.0,
+                                    why="it is compared with sigmoid scores; or one per class, or "
+                                        "a thresholds.json", where=where)
         self.top_k = integer(top_k, "top_k", minimum=1, allow_none=True,
                              why="null: no top-k metrics", where=where)
 
+    def thresholds_for(self, class_num: int) -> np.ndarray:
+        """The threshold of every class (float64, so a calibrated threshold that lies between
+        two float32 scores is compared exactly)."""
+        if self.thresholds_file is not None:
+            self.thresholds_file.check_classes(class_num, model="the evaluated model")
+        if isinstance(self.threshold, np.ndarray):
+            if len(self.threshold) != class_num:
+                raise ConfigError(f"MultiLabelThresholdMetrics: threshold lists {len(self.threshold)} "
+                                  f"values but the model predicts {class_num} classes")
+            return self.threshold
+        return np.full(class_num, self.threshold)
+
     def __call__(self, scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        results = threshold_metrics(scores, targets, self.threshold)
+        num_classes = np.shape(scores)[1] if np.ndim(scores) == 2 else 1
+        threshold = self.thresholds_for(num_classes)
+        results = threshold_metrics(scores, targets, threshold)
         if self.top_k is not None:
-            num_classes = np.shape(scores)[1] if np.ndim(scores) == 2 else 1
             if self.top_k > num_classes:
                 raise ConfigError(f"MultiLabelThresholdMetrics: top_k={self.top_k} is more than the "
                                   f"{num_classes} classes; lower it or set it to null")
-            results.update(top_k_metrics(scores, targets, self.top_k, threshold=self.threshold))
+            results.update(top_k_metrics(scores, targets, self.top_k, threshold=threshold))
         return results
 
 

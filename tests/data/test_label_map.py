@@ -8,6 +8,7 @@ from ppq2l.config import get_config
 from ppq2l.data.label_map import read_label_map
 from ppq2l.errors import DataError
 from ppq2l.postprocess import build_postprocess
+from ppq2l.predict import config_postprocess
 
 ZOO = sorted((Path(__file__).resolve().parents[2] / "configs" / "MultiLabelCOCO").rglob("*.yaml"))
 
@@ -30,6 +31,6 @@ def test_unknown_builtin_lists_the_valid_names():
 def test_zoo_postprocess_builds_without_any_dataset_folder(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./dataset here: the names must come from the package
     config = get_config(path)
-    post = build_postprocess(config["Infer"]["PostProcess"])
+    post = build_postprocess(config_postprocess(config))  # as the tools build it (threshold auto)
     assert len(post.label_names) == config["Arch"]["class_num"] == 80
     assert post.label_names[0] == "person" and post.label_names[-1] == "toothbrush"

@@ -37,7 +37,8 @@ def test_per_class_threshold_length_must_match_classes():
 
 
 @pytest.mark.parametrize("threshold, message", [
-    (1.5, r"threshold must be a number from 0 to 1 \(or a list of them, one per class\), got 1\.5"),
+    (1.5, r"threshold must be a number from 0 to 1 \(or a list of them, one per class, or a "
+          r"thresholds\.json\), got 1\.5"),
     (-0.1, "threshold must be a number from 0 to 1"),
     (True, "threshold must be a number from 0 to 1"),
     ("0.5", "threshold must be a number from 0 to 1"),
