@@ -142,8 +142,9 @@ class SeededSampleDataset(Dataset):
 
 class BatchCollator:
     """Stacks `(image, labels, seed)` samples into tensors `(images [B, 3, H, W], targets [B, C])`,
-    float32 images (uint8 with `uint8_images`, for normalisation on the device), and applies the
-    batch transforms with a generator seeded by the samples."""
+    float32 images (uint8 with `uint8_images`, for normalisation on the device) and int8 targets
+    (1, 0, -1 unknown), and applies the batch transforms with a generator seeded by the samples
+    (their targets are float32, soft where CutMix mixed them, -1 where unknown)."""
 
     def __init__(self, batch_transforms: BatchCompose | None, where: str,
                  uint8_images: bool = False) -> None:
@@ -190,9 +191,10 @@ class BatchCollator:
         self.check(images)
         batch = np.stack(images)
         batch = torch.from_numpy(batch if self.uint8_images else batch.astype(np.float32, copy=False))
-        targets = torch.from_numpy(np.stack(labels).astype(np.float32, copy=False))
+        targets = torch.from_numpy(np.stack(labels).astype(np.int8, copy=False))
         if self.batch_transforms:
-            batch, targets = self.batch_transforms(batch, targets, np.random.default_rng(list(seeds)))
+            # mixing makes soft targets: float32, with -1 still marking unknown labels
+            batch, targets = self.batch_transforms(batch, targets.float(), np.random.default_rng(list(seeds)))
         return batch, targets
 
 
@@ -255,8 +257,9 @@ def build_dataset(dataset_cfg: Any, class_num: int, where: str) -> Any:
 
 def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                      use_cuda: bool = False) -> SeededDataLoader:
-    """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets float32
-    [B, C])`; `batch_transform_ops` (Train only) run in the collate function. With
+    """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets int8
+    [B, C])` (1, 0, -1 unknown; float32 after `batch_transform_ops`, Train only, which run in the
+    collate function). With
     `loader.normalize_on_device` the images are uint8, and DeviceLoader normalises them on the
     training device."""
     where = f"DataLoader.{mode}"
