@@ -16,7 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ppq2l.checks import flag, integer
-from ppq2l.data.label_store import SparseLabels
+from ppq2l.data.label_store import LabelCounts, SparseLabels, label_counts
 from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose, build_transforms
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
@@ -141,6 +141,10 @@ class MultiLabelImageDataset(Dataset):
         self.image_paths = [path for path, kept in zip(self.image_paths, keep) if kept]
         self.sources = [source for source, kept in zip(self.sources, keep) if kept]
         self.labels = self.labels[keep]
+
+    def label_counts(self) -> LabelCounts:
+        """Per-class counts of positive, negative and unknown labels (and positives per sample)."""
+        return label_counts(self.labels)
 
     @property
     def class_num(self) -> int:

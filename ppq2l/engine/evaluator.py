@@ -68,6 +68,14 @@ def build_eval_loss(config: dict) -> nn.Module | None:
     return None if entries is None else build_loss(entries, where="Loss.Eval")
 
 
+def check_unknown_labels(loss_fn: nn.Module | None, loader: Any, where: str) -> None:
+    """A DataError before any work when the dataset of `loader` has unknown labels (-1) that a
+    component of `loss_fn` cannot leave out (every batch is checked again while it runs)."""
+    if loss_fn is not None:
+        unknown = int(loader.dataset.label_counts().unknown.sum())
+        loss_fn.check_unknown_support(unknown > 0, f"{where} ({unknown} unknown labels)")
+
+
 def with_loss(results: dict[str, Any], loss: float | None) -> dict[str, Any]:
     """`results` with the evaluation loss first under "loss" (unchanged without Loss.Eval)."""
     return results if loss is None else {"loss": loss, **results}
@@ -131,8 +139,10 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     loader = build_dataloader(require_section(config, "DataLoader.Eval"), "Eval", context.class_num,
                               int(config["Global"]["seed"]), context.device.type == "cuda")
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
+    eval_loss = build_eval_loss(config)
+    check_unknown_labels(eval_loss, loader, "DataLoader.Eval.dataset")
     scores, targets, loss = predict_dataset(model, loader, context.device, context.precision,
-                                            context.channels_last, loss_fn=build_eval_loss(config))
+                                            context.channels_last, loss_fn=eval_loss)
     check_finite_scores(scores, loader.dataset.image_paths, str(weights))
     results = with_loss(compute_metrics(metrics, scores, targets), loss)
     label_file = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
