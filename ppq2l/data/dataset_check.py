@@ -1,5 +1,6 @@
 """Scan the datasets of a config before training: unreadable images, rows whose labels do not
-fit `class_num`, classes without a single positive, and per-class label counts."""
+fit `class_num`, classes without a single positive, per-class label counts and the share of
+unknown (-1) labels per class."""
 from __future__ import annotations
 
 from typing import Any
@@ -30,14 +31,17 @@ def check_split(dataset_cfg: dict, class_num: int, where: str) -> dict[str, Any]
             problems.append(f"unreadable image {path} ({source}): {error.strerror or error}")
         except DataError as error:
             problems.append(f"unreadable image {path} ({source}): {error}")
-    positives = dataset.labels.sum(axis=0).astype(int)
+    counts = dataset.label_counts()
+    positives = counts.positives
     empty = [index for index, count in enumerate(positives) if count == 0]
     if empty:
         problems.append(f"classes without any positive image: {', '.join(map(str, empty))}")
     return {"where": where, "problems": problems, "num_images": len(dataset),
             "positives_per_class": positives.tolist(),
-            "images_without_labels": int((dataset.labels.sum(axis=1) == 0).sum()),
-            "labels_per_image": float(dataset.labels.sum(axis=1).mean())}
+            "unknown_per_class": counts.unknown.tolist(),
+            "unknown_fraction_per_class": (counts.unknown / max(len(dataset), 1)).round(4).tolist(),
+            "images_without_labels": int((counts.positives_per_sample == 0).sum()),
+            "labels_per_image": float(counts.positives_per_sample.mean())}
 
 
 def check_datasets(config: dict) -> list[dict[str, Any]]:
@@ -59,5 +63,11 @@ def format_report(reports: list[dict[str, Any]]) -> str:
             lines.append(f"  positives per class: {counts} (min {min(counts)}, max {max(counts)}); "
                          f"{report['labels_per_image']:.2f} labels per image; "
                          f"{report['images_without_labels']} images without labels")
+            unknown = report["unknown_per_class"]
+            if any(unknown):
+                share = 100 * sum(unknown) / max(report["num_images"] * len(unknown), 1)
+                fractions = ", ".join(f"{fraction:.2f}" for fraction in report["unknown_fraction_per_class"])
+                lines.append(f"  unknown labels (-1, left out of losses with unknown: ignore and of the "
+                             f"metrics): {share:.1f}% in all; fraction per class: [{fractions}]")
         lines += [f"  - {problem}" for problem in report["problems"]]
     return "\n".join(lines)

@@ -93,12 +93,20 @@ def check_finite_scores(scores: np.ndarray, image_paths: list[str], weights: str
 
 
 def compute_metrics(metrics: list, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-    """Merge the results of every metric on the same scores (targets binarised at 0.5)."""
-    binary = (targets >= 0.5).astype(np.float32)
+    """Merge the results of every metric on the same scores (targets binarised at 0.5; unknown
+    labels, -1, stay -1, and the metrics leave them out)."""
+    binary = np.where(targets < 0, -1, targets >= 0.5).astype(np.int8)
     results: dict[str, Any] = {}
     for metric in metrics:
         results.update(metric(scores, binary))
     return results
+
+
+def unknown_label_counts(targets: np.ndarray) -> dict[str, Any]:
+    """How many of the evaluated labels were unknown (-1), in all and per class."""
+    per_class = (targets < 0).sum(axis=0)
+    return {"num_labels": int(targets.size), "num_unknown_labels": int(per_class.sum()),
+            "unknown_labels_per_class": per_class.astype(int).tolist()}
 
 
 def main_metric_key(metrics: list) -> str:
@@ -147,9 +155,11 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     results = with_loss(compute_metrics(metrics, scores, targets), loss)
     label_file = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
     names = read_label_map(label_file, context.class_num) if label_file else None
-    context.logger.info("evaluation of %s on %d images:\n%s", weights, len(scores),
+    unknown = unknown_label_counts(targets)
+    context.logger.info("evaluation of %s on %d images (%d of %d labels unknown, left out):\n%s",
+                        weights, len(scores), unknown["num_unknown_labels"], unknown["num_labels"],
                         format_metrics(results, names))
     if is_main_process():
         write_json(context.output_dir / "eval_metrics.json",
-                   {"weights": str(weights), "num_images": int(len(scores)), **results})
+                   {"weights": str(weights), "num_images": int(len(scores)), **unknown, **results})
     return results
