@@ -17,6 +17,8 @@ class SparseLabels:
     """Row i is `defaults[i]` everywhere except at `indices[indptr[i]:indptr[i+1]]`, which hold
     `values[indptr[i]:indptr[i+1]]`; every value is 1, 0 or -1."""
 
+    dtype = np.dtype(np.int8)  # what a row, and the dense table, hold
+
     def __init__(self, num_classes: int, defaults: np.ndarray, indptr: np.ndarray,
                  indices: np.ndarray, values: np.ndarray) -> None:
         self.num_classes = int(num_classes)
