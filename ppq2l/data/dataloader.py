@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ppq2l.checks import choice, did_you_mean, flag, integer
-from ppq2l.data import coco_dataset, csv_dataset, nus_wide, voc  # noqa: F401 - registers the datasets
+from ppq2l.data import coco_dataset, csv_dataset, nus_wide, openimages, voc  # noqa: F401 - registers them
 from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
 from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
 from ppq2l.data.list_dataset import as_compose
