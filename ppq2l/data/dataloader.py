@@ -30,6 +30,8 @@ from ppq2l.data.loader_workers import (
     stop_workers,
     track_workers,
 )
+from ppq2l.data.shard_sampler import ShardSampler
+from ppq2l.data.sharded_dataset import ShardedDataset
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS
 
@@ -117,7 +119,8 @@ class SeededSampler(Sampler):
 
 class SeededSampleDataset(Dataset):
     """Wraps a dataset with `get(index, rng)` so that `(index, seed)` keys from SeededSampler
-    load `(image, labels, seed)`; other attributes (`labels`, `image_paths`) come from the wrapped one."""
+    (`(index, seed, window)` from ShardSampler) load `(image, labels, seed)`; other attributes
+    (`labels`, `image_paths`) come from the wrapped one."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -125,10 +128,10 @@ class SeededSampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, np.ndarray, int] | LoadFailure | None:
-        index, seed = key
+    def __getitem__(self, key: tuple) -> tuple[Any, np.ndarray, int] | LoadFailure | None:
+        index, seed, *where = key  # ShardSampler adds the window that holds the sample
         try:
-            sample = self.dataset.get(index, np.random.default_rng(seed))
+            sample = self.dataset.get(index, np.random.default_rng(seed), *where)
         except Ppq2lError as error:  # the main process raises it again (see loader_workers)
             return LoadFailure(error)
         return None if sample is None else (*sample, seed)  # None: a skipped bad image
@@ -300,7 +303,11 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                           "find the bad images with tools/check_dataset.py and fix or remove them")
     batch_transforms = build_batch_transforms(section.get("batch_transform_ops"),
                                               f"{where}.batch_transform_ops")
-    sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)
+    if isinstance(dataset, ShardedDataset):
+        sampler = ShardSampler(dataset.manifest, shuffle, seed, batch_size, dataset.shuffle_window,
+                               dataset.readers, pad=mode == TRAIN_MODE)
+    else:
+        sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)
     extra: dict[str, Any] = {}
     if num_workers > 0:  # these options only mean something with worker processes
         # ignore_stop_signals and nothing else: the main process handles SIGTERM, then stops the

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ppq2l.data.dataloader import build_dataset
+from ppq2l.data.label_store import STATES, LabelCounts
 from ppq2l.data.list_dataset import MissingImagesError
+from ppq2l.data.shard_reader import decode_labels, image_member, read_piece
 from ppq2l.data.transforms import decode_to_bgr
 from ppq2l.errors import DataError
 
@@ -22,16 +26,10 @@ def check_split(dataset_cfg: dict, class_num: int, where: str) -> dict[str, Any]
                 "num_images": 0}
     except DataError as error:  # e.g. a row with the wrong number of labels, named by line
         return {"where": where, "problems": [str(error)], "num_images": 0}
-    problems = []
-    for path, source in zip(dataset.image_paths, dataset.sources):
-        try:
-            with open(path, "rb") as handle:
-                decode_to_bgr(handle.read())
-        except OSError as error:
-            problems.append(f"unreadable image {path} ({source}): {error.strerror or error}")
-        except DataError as error:
-            problems.append(f"unreadable image {path} ({source}): {error}")
-    counts = dataset.label_counts()
+    if hasattr(dataset, "iter_shards"):
+        problems, counts = check_shards(dataset)
+    else:
+        problems, counts = check_files(dataset), dataset.label_counts()
     positives = counts.positives
     empty = [index for index, count in enumerate(positives) if count == 0]
     if empty:
@@ -41,7 +39,42 @@ def check_split(dataset_cfg: dict, class_num: int, where: str) -> dict[str, Any]
             "unknown_per_class": counts.unknown.tolist(),
             "unknown_fraction_per_class": (counts.unknown / max(len(dataset), 1)).round(4).tolist(),
             "images_without_labels": int((counts.positives_per_sample == 0).sum()),
-            "labels_per_image": float(counts.positives_per_sample.mean())}
+            "labels_per_image": float(counts.positives_per_sample.mean()) if len(dataset) else 0.0}
+
+
+def check_files(dataset: Any) -> list[str]:
+    """A problem line for each listed image that cannot be read or decoded."""
+    problems = []
+    for path, source in zip(dataset.image_paths, dataset.sources):
+        try:
+            with open(path, "rb") as handle:
+                decode_to_bgr(handle.read())
+        except OSError as error:
+            problems.append(f"unreadable image {path} ({source}): {error.strerror or error}")
+        except DataError as error:
+            problems.append(f"unreadable image {path} ({source}): {error}")
+    return problems
+
+
+def check_shards(dataset: Any) -> tuple[list[str], LabelCounts]:
+    """Read every shard of a ShardedDataset once: problem lines for undecodable images and
+    damaged shards, and the label counts of what was read."""
+    problems, per_class, per_sample = [], np.zeros((3, dataset.class_num), dtype=np.int64), []
+    for shard, url in enumerate(dataset.manifest.shards):
+        first, count = int(dataset.offsets[shard]), int(dataset.manifest.counts[shard])
+        try:
+            for index, sample in read_piece(url, first, 0, count):
+                where = dataset.image_paths[index]
+                try:
+                    labels, source = decode_labels(sample.get("json", b""), dataset.class_num, where)
+                    per_class += [labels == state for state in STATES]
+                    per_sample.append(int((labels == 1).sum()))
+                    decode_to_bgr(image_member(sample, where))
+                except DataError as error:
+                    problems.append(f"unreadable sample {where}: {error}")
+        except DataError as error:
+            problems.append(str(error))
+    return problems, LabelCounts(*per_class, np.array(per_sample, dtype=np.int64))
 
 
 def check_datasets(config: dict) -> list[dict[str, Any]]:
