@@ -262,9 +262,8 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                      use_cuda: bool = False) -> SeededDataLoader:
     """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets int8
     [B, C])` (1, 0, -1 unknown; float32 after `batch_transform_ops`, Train only, which run in the
-    collate function). With
-    `loader.normalize_on_device` the images are uint8, and DeviceLoader normalises them on the
-    training device."""
+    collate function). With `loader.normalize_on_device` the images are uint8, and DeviceLoader
+    normalises them on the training device. A ShardedDataset is read in ShardSampler's order."""
     where = f"DataLoader.{mode}"
     section = check_keys(section, SECTION_KEYS, where)
     if "dataset" not in section:
