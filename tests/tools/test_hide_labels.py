@@ -17,6 +17,7 @@ def write_list(path, rows=40, classes=5):
 
 def test_hides_the_share_reproducibly_and_keeps_the_rest(tmp_path):
     labels = write_list(tmp_path / "full.txt")
+    original = (tmp_path / "full.txt").read_bytes()
     counts = hide_labels.main(["--input", str(tmp_path / "full.txt"), "--output", str(tmp_path / "a.txt"),
                                "--fraction", "0.5", "--seed", "3"])
     hide_labels.main(["--input", str(tmp_path / "full.txt"), "--output", str(tmp_path / "b.txt"),
@@ -27,6 +28,12 @@ def test_hides_the_share_reproducibly_and_keeps_the_rest(tmp_path):
     assert paths == [f"img {n}.jpg" for n in range(40)]
     assert counts["known_before"] == 199 and counts["hidden"] == 100 == int((hidden < 0).sum()) - 1
     assert np.array_equal(hidden[hidden >= 0], labels[hidden >= 0])
+    # positives and negatives alike: each loses about half of its known labels
+    newly = (hidden < 0) & (labels >= 0)
+    for value in (0, 1):
+        assert 0.3 < newly[labels == value].mean() < 0.7
+    assert counts["positives_hidden"] == int(newly[labels == 1].sum())
+    assert (tmp_path / "full.txt").read_bytes() == original  # the input is left as it was
     assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
     assert (tmp_path / "a.txt").read_bytes() != (tmp_path / "c.txt").read_bytes()
 
