@@ -7,6 +7,10 @@ DEMO_ROOT := dataset/demo_shapes
 DEMO_CONFIG := configs/quick_start/Q2L_demo_shapes.yaml
 DEMO_OUTPUT := output/Q2L_demo_shapes
 DEMO_INFERENCE := inference/Q2L_demo_shapes
+DEMO_VISUAL := $(DEMO_OUTPUT)/deploy_visual
+# The deploy predictor's overlays of one val image (its grid when several labels fire), the kind of
+# picture the README shows (docs/demo_attention.jpg; make demo never rewrites tracked files).
+DEMO_PICTURE_IMAGE := 000001000003
 
 .PHONY: venv demo demo-data test lint bench clean-demo
 
@@ -32,13 +36,17 @@ demo-data: venv
 
 demo: demo-data
 	$(PY) tools/train.py -c $(DEMO_CONFIG) -o Global.overwrite=True  # make demo re-runs replace the last demo run
-	$(PY) tools/eval.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth
-	$(PY) tools/export_model.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth
+	$(PY) tools/eval.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth \
+		-o Eval.pointing_game=True
+	$(PY) tools/export_model.py -c $(DEMO_CONFIG) -o Global.pretrained_model=$(DEMO_OUTPUT)/best_model.pth \
+		-o Global.export_attention=True
 	$(PY) deploy/python/predict_multilabel.py -c deploy/configs/inference_multilabel.yaml \
 		-o Global.inference_model_dir=$(DEMO_INFERENCE) -o Global.infer_imgs=$(DEMO_ROOT)/val2017 \
-		-o Global.save_path=$(DEMO_OUTPUT)/deploy_predictions.jsonl > /dev/null
+		-o Global.save_path=$(DEMO_OUTPUT)/deploy_predictions.jsonl \
+		-o Global.save_visual_dir=$(DEMO_VISUAL) > /dev/null
 	@echo "deploy predictor, first records of $(DEMO_OUTPUT)/deploy_predictions.jsonl:"
 	@head -n 3 $(DEMO_OUTPUT)/deploy_predictions.jsonl
+	@echo "per-label maps of every val image in $(DEMO_VISUAL)/, for example $(DEMO_VISUAL)/$(DEMO_PICTURE_IMAGE)/"
 
 test: venv
 	$(PY) -m pytest -q

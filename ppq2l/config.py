@@ -2,7 +2,8 @@
 
 Rules for overrides (also in the README):
 - A path walks mappings by key and lists by index (`transform_ops.1.ResizeImage.size`); a list of
-  one-key mappings (`- ResizeImage: {...}`) may also be addressed by that key (`transform_ops.ResizeImage.size`).
+  one-key mappings (`- ResizeImage: {...}`) may also be addressed by that key
+  (`transform_ops.ResizeImage.size`).
 - The value is parsed with `yaml.safe_load`, so `1e-4`, `[448, 448]`, `true` and `null` mean the same
   as in the file; nothing is ever evaluated as code.
 - A path must exist, with two exceptions: a keyword may be added to a component (a mapping with a
@@ -25,7 +26,8 @@ from ppq2l.checks import choice, did_you_mean, flag, integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.utils.atomic_write import write_text_atomic
 
-SECTIONS = ("Global", "Arch", "Loss", "Metric", "Optimizer", "DataLoader", "Infer", "EMA", "AMP")
+SECTIONS = ("Global", "Arch", "Loss", "Metric", "Optimizer", "DataLoader", "Infer", "EMA", "AMP",
+            "Eval")
 REQUIRED_SECTIONS = ("Global", "Arch")
 
 GLOBAL_DEFAULTS: dict[str, Any] = {
@@ -43,7 +45,10 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "save_inference_dir": "./inference",
     "export_dynamic_spatial": False,  # ONNX export: height and width as dynamic axes too
     "export_fp16": False,  # ONNX export in float16 (needs CUDA)
+    "export_attention": False,  # ONNX export with a second output: per-label maps [B, C, h, w]
     "early_stop_patience": 0,
+    "early_stop_rule": "plateau",  # or query2label (the official main_mlc.py rule)
+    "stop_epoch": 0,  # > 0: training ends after this epoch; the schedule still spans `epochs`
     "clip_grad_norm": None,
     "channels_last": False,
     "compile": False,  # torch.compile the training step's model (checkpoints keep plain keys)
@@ -58,11 +63,20 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 }
 EMA_DEFAULTS: dict[str, Any] = {"decay": 0.9997, "warmup": False}
 AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
-                                "use_dynamic_loss_scaling": True}
-INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path")
+                                "use_dynamic_loss_scaling": True,
+                                "use_fp16_test": False}  # evaluation and inference in float32
+INFER_KEYS = ("infer_imgs", "batch_size", "transforms", "PostProcess", "visualize", "save_path",
+              "explain", "explain_dir", "explain_top_k")
+# Per-label maps with tools/infer.py: off, into output_dir/explain, the 3 best labels when none fires.
+INFER_DEFAULTS: dict[str, Any] = {"explain": False, "explain_dir": None, "explain_top_k": 3}
+# tools/eval.py extras; pointing_game needs boxes: a COCO json (null: found next to the images).
+EVAL_DEFAULTS: dict[str, Any] = {"pointing_game": False, "pointing_game_annotations": None}
 LOSS_KEYS = ("Train", "Eval")
 AMP_DTYPES = ("float16", "bfloat16")
-SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS}
+EARLY_STOP_RULES = ("plateau", "query2label")
+SECTION_DEFAULTS = {"Global": GLOBAL_DEFAULTS, "EMA": EMA_DEFAULTS, "AMP": AMP_DEFAULTS,
+                    "Eval": EVAL_DEFAULTS}
+ALWAYS_PRESENT = ("Global", "Eval")  # filled in even when a config leaves them out
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -210,11 +224,14 @@ def apply_override(config: dict, text: str) -> None:
 
 def _fill_defaults(config: dict) -> None:
     for section, defaults in SECTION_DEFAULTS.items():
-        if section == "Global" or section in config:
+        if section in ALWAYS_PRESENT or section in config:
             if config.get(section) is None:
                 config[section] = {}
             for key, value in defaults.items():
                 config[section].setdefault(key, copy.deepcopy(value))
+    if isinstance(config.get("Infer"), dict):  # so that -o Infer.explain=True finds its key
+        for key, value in INFER_DEFAULTS.items():
+            config["Infer"].setdefault(key, value)
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:
@@ -252,10 +269,14 @@ def validate_config(config: dict) -> None:
             if key not in defaults:
                 raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, list(defaults))}")
             _check_type(f"{section}.{key}", value, defaults[key])
+    choice(config["Global"]["early_stop_rule"], "Global.early_stop_rule", EARLY_STOP_RULES)
+    integer(config["Global"]["stop_epoch"], "Global.stop_epoch", minimum=0,
+            why="0: train every epoch of Global.epochs")
     if config.get("AMP"):
         choice(config["AMP"]["dtype"], "AMP.dtype", AMP_DTYPES)
     if config.get("EMA"):
         number(config["EMA"]["decay"], "EMA.decay", above=0.0, below=1.0)
+    validate_explain_keys(config.get("Infer"))
     for section, keys in (("Infer", INFER_KEYS), ("Loss", LOSS_KEYS)):
         if config.get(section) is not None and not isinstance(config[section], dict):
             raise ConfigError(f"section {section!r} must be a mapping with keys "
@@ -263,6 +284,20 @@ def validate_config(config: dict) -> None:
         for key in (config.get(section) or {}):
             if key not in keys:
                 raise ConfigError(f"{section}.{key}: unknown key.{_hint(key, keys)}")
+
+
+def validate_explain_keys(infer: Any) -> None:
+    """The types of the Infer keys of per-label maps (when the section has them)."""
+    if not isinstance(infer, dict):
+        return
+    if infer.get("explain") is not None:
+        flag(infer["explain"], "Infer.explain")
+    integer(infer.get("explain_top_k"), "Infer.explain_top_k", minimum=1, allow_none=True,
+            why="labels drawn when none passes the threshold")
+    directory = infer.get("explain_dir")
+    if directory is not None and not isinstance(directory, str):
+        raise ConfigError(f"Infer.explain_dir must be a folder path or null (output_dir/explain), "
+                          f"got {directory!r}")
 
 
 BASE_KEY, DELETE_KEY = "_base_", "_delete_"

@@ -112,6 +112,9 @@ class Backend:
     broken_advice: str = "the model is broken"
     device: str = "cpu"
     source: str = ""
+    # (scores [N, C], per-label maps [N, C, h, w]) for a batch; None: `no_maps_reason` says why
+    run_with_maps: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    no_maps_reason: str = "this model gives no per-label maps"
 
 
 @dataclass
@@ -251,6 +254,7 @@ class Predictor:
                             f"{Path.cwd()}; give postprocess= with the file's path)") from None
         self.timer = StageTimer()
         self._warned_non_finite = False
+        self.map_hook: Callable[..., None] | None = None
 
     def __repr__(self) -> str:
         return (f"Predictor({self.backend.source!r}, device={self.backend.device!r}, "
@@ -261,9 +265,25 @@ class Predictor:
         `{file_name, error}` for an unreadable image or one whose scores are NaN/Inf."""
         return list(self.iter_records(expand_inputs(inputs)))
 
+    def explain_with(self, hook: Callable[..., None] | None) -> None:
+        """Call `hook(sources, records, scores [n, C], maps [n, C, h, w])` with the predicted
+        images of every batch from now on (None: stop); a model without maps: ConfigError."""
+        if hook is not None and self.backend.run_with_maps is None:
+            raise ConfigError(self.backend.no_maps_reason)
+        self.map_hook = hook
+
     def scores(self, inputs: Any) -> np.ndarray:
         """The model's sigmoid scores [N, C] float32 for the inputs, unthresholded; an unreadable
         input raises its DataError here (there is no record to carry it)."""
+        return self._run_inputs(inputs, lambda batch: (self.backend.run(batch),))[0]
+
+    def maps(self, inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [N, C] and per-label maps [N, C, h, w] float32 of inputs of one size."""
+        if self.backend.run_with_maps is None:
+            raise ConfigError(self.backend.no_maps_reason)
+        return self._run_inputs(inputs, self.backend.run_with_maps)
+
+    def _run_inputs(self, inputs: Any, run: Callable[[np.ndarray], tuple]) -> tuple:
         arrays = []
         for name, source in expand_inputs(inputs):
             try:
@@ -278,8 +298,11 @@ class Predictor:
                                 or array.shape != batches[-1][0].shape):
                 batches.append([])
             batches[-1].append(array)
-        scores = [np.asarray(self.backend.run(np.stack(batch)), dtype=np.float32) for batch in batches]
-        return np.concatenate(scores)
+        outputs = [run(np.stack(batch)) for batch in batches]
+        if len({output[-1].shape[2:] for output in outputs}) > 1:
+            raise ConfigError("images of different sizes give maps of different sizes; ask for "
+                              "the maps of one image size at a time")
+        return tuple(np.concatenate(part).astype(np.float32, copy=False) for part in zip(*outputs))
 
     def preprocess(self, source: str | os.PathLike | np.ndarray) -> np.ndarray:
         """One file or numpy image -> the CHW array the model takes (DataError/OSError when it
@@ -332,7 +355,7 @@ class Predictor:
                     yield from queue
                     queue = []
                 queue.append(None)
-                pending.append((len(queue) - 1, name, array))
+                pending.append((len(queue) - 1, name, array, source))
             self.timer.seconds["preprocess"] += time.perf_counter() - began
             if len(pending) == self.batch_size:
                 self._score(pending, queue)
@@ -344,14 +367,17 @@ class Predictor:
             self._score(pending, queue)
         yield from queue
 
-    def _score(self, pending: list[tuple[int, str, np.ndarray]], queue: list[dict | None]) -> None:
+    def _score(self, pending: list[tuple[int, str, np.ndarray, Any]], queue: list[dict | None]
+               ) -> None:
         """Run one batch and put its records into their places in `queue`. A row with NaN/Inf
         becomes an error record: thresholding it would silently give an empty prediction."""
         began = time.perf_counter()
-        scores = np.asarray(self.backend.run(np.stack([array for _, _, array in pending])),
-                            dtype=np.float32)
+        batch = np.stack([array for _, _, array, _ in pending])
+        scores, maps = (self.backend.run(batch), None) if self.map_hook is None \
+            else self.backend.run_with_maps(batch)
+        scores = np.asarray(scores, dtype=np.float32)
         inferred = time.perf_counter()
-        names = [name for _, name, _ in pending]
+        names = [name for _, name, _, _ in pending]
         finite = np.isfinite(scores).all(axis=1)
         predicted = iter(self.postprocess(scores[finite], [n for n, ok in zip(names, finite) if ok])
                          if finite.any() else [])
@@ -361,8 +387,12 @@ class Predictor:
                                 names[int(np.argmin(finite))], self.backend.broken_advice)
             self._warned_non_finite = True
         message = f"{NON_FINITE}; {self.backend.broken_advice}"
-        for (index, name, _), ok in zip(pending, finite):
+        for (index, name, _, _), ok in zip(pending, finite):
             queue[index] = next(predicted) if ok else {"file_name": name, "error": message}
+        if maps is not None and finite.any():
+            self.map_hook([item[3] for item, ok in zip(pending, finite) if ok],
+                          [queue[item[0]] for item, ok in zip(pending, finite) if ok],
+                          scores[finite], np.asarray(maps, dtype=np.float32)[finite])
         self.timer.seconds["inference"] += inferred - began
         self.timer.seconds["postprocess"] += time.perf_counter() - inferred
         self.timer.images += len(pending)

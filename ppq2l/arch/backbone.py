@@ -26,11 +26,13 @@ EXTERNAL_NAME_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
 class TimmBackbone(nn.Module):
     """A timm model without pooling and classifier; `forward` returns its last feature map as
     [B, num_channels, H/stride, W/stride]. `pretrained`: False (random), True (timm hub download,
-    needs network) or a local weight file path. Not registered: `build_backbone` builds every
-    name that is not a registered backbone as a timm model."""
+    needs network) or a local weight file path. `frozen_stages`: -1 trains everything, 0 freezes
+    the stem, k also the first k stages (timm's coarse parameter groups, `group_matcher`); the
+    official Query2Label freezes its TResNets' stem and layer1 (1). Not registered:
+    `build_backbone` builds every name that is not a registered backbone as a timm model."""
 
     def __init__(self, name: str, pretrained: bool | str = False, out_stride: int | None = None,
-                 **timm_kwargs: Any) -> None:
+                 frozen_stages: int = -1, **timm_kwargs: Any) -> None:
         super().__init__()
         check_timm_name(name)
         pretrained = check_pretrained(pretrained, name)
@@ -50,6 +52,7 @@ class TimmBackbone(nn.Module):
             load_local_weights(self.body, pretrained, name)
         if timm_kwargs and not hasattr(self.body, "patch_embed"):
             probe_keywords(self.body, name, timm_kwargs)
+        self.frozen_parameters = freeze_stages(self.body, frozen_stages, name)
 
     def forward(self, images: Tensor) -> Tensor:
         """Feature map [B, num_channels, h, w] of images [B, 3, H, W]."""
@@ -64,6 +67,34 @@ class TimmBackbone(nn.Module):
         if self.output_fmt == "NHWC":
             features = features.permute(0, 3, 1, 2)
         return features
+
+
+def stage_groups(model: nn.Module, name: str) -> list[list[str]]:
+    """The parameter names of `model` by stage, stem first: timm's coarse `group_matcher` groups."""
+    from timm.models import group_parameters
+
+    matcher = getattr(model, "group_matcher", None)
+    if matcher is None:
+        raise ConfigError(f"backbone {name!r}: timm defines no stages for it (no group_matcher), "
+                          f"so frozen_stages cannot say what to freeze; leave it at -1")
+    groups = group_parameters(model, matcher(coarse=True))
+    return [groups[key] for key in sorted(groups)]
+
+
+def freeze_stages(model: nn.Module, frozen_stages: Any, name: str) -> tuple[str, ...]:
+    """Stop gradients to the stem and the first `frozen_stages` stages of `model` (-1: none, 0:
+    the stem); returns the names of the parameters frozen. Statistics of norm layers still
+    update in training, as in the official code, which only sets requires_grad."""
+    why, where = "-1 trains everything, 0 freezes the stem, k also the first k stages", f"backbone {name!r}"
+    integer(frozen_stages, "frozen_stages", minimum=-1, why=why, where=where)
+    groups = stage_groups(model, name) if frozen_stages != -1 else []
+    integer(frozen_stages, "frozen_stages", minimum=-1, maximum=max(len(groups) - 1, -1),
+            why=f"{why}; {name} has {max(len(groups) - 1, 0)}", where=where)
+    frozen = tuple(key for group in groups[:frozen_stages + 1] for key in group)
+    parameters = dict(model.named_parameters())
+    for key in frozen:
+        parameters[key].requires_grad_(False)
+    return frozen
 
 
 # Side of the small image that checks a keyword-customised CNN can run (a few milliseconds).

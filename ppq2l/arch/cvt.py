@@ -38,11 +38,14 @@ class CvTSpec:
     drop_path_rate: float = 0.0
 
 
-# Published configurations (Microsoft CvT experiments/imagenet/cvt/*.yaml).
+# Published configurations (Microsoft CvT experiments/imagenet/cvt/*.yaml, which Query2Label's
+# lib/models/cls_cvt copies and builds its CvT-w24 from): stochastic depth DROP_PATH_RATE
+# [0, 0, 0.1] for CvT-13/21 and [0, 0, 0.3] for CvT-w24, so a model trains as released.
 CVT_SPECS = {
-    "cvt_13": CvTSpec(dims=(64, 192, 384), depths=(1, 2, 10), heads=(1, 3, 6)),
-    "cvt_21": CvTSpec(dims=(64, 192, 384), depths=(1, 4, 16), heads=(1, 3, 6)),
-    "cvt_w24": CvTSpec(dims=(192, 768, 1024), depths=(2, 2, 20), heads=(3, 12, 16)),
+    "cvt_13": CvTSpec(dims=(64, 192, 384), depths=(1, 2, 10), heads=(1, 3, 6), drop_path_rate=0.1),
+    "cvt_21": CvTSpec(dims=(64, 192, 384), depths=(1, 4, 16), heads=(1, 3, 6), drop_path_rate=0.1),
+    "cvt_w24": CvTSpec(dims=(192, 768, 1024), depths=(2, 2, 20), heads=(3, 12, 16),
+                       drop_path_rate=0.3),
 }
 
 
@@ -212,8 +215,10 @@ def init_weights(module: nn.Module) -> None:
 @BACKBONES.register
 class CvT(nn.Module):
     """CvT backbone. `arch`: one of CVT_SPECS (cvt_13, cvt_21, cvt_w24), or give `dims`, `depths`
-    and `heads` (one entry per stage) for a custom size. `pretrained`: False or a local weight
-    file with the released key names (there is no hub download for CvT)."""
+    and `heads` (one entry per stage) for a custom size. `drop_path_rate`: the stochastic depth of
+    the last stage, rising linearly over its blocks (default: the released configuration's, 0.3
+    for cvt_w24, 0.1 otherwise; 0 turns it off). `pretrained`: False or a local weight file with
+    the released key names (there is no hub download for CvT)."""
 
     def __init__(self, arch: str = "cvt_w24", pretrained: bool | str = False,
                  dims: list[int] | None = None, depths: list[int] | None = None,

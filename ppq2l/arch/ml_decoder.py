@@ -21,13 +21,16 @@ from torch.nn import functional as F
 from ppq2l.arch.backbone import build_backbone
 from ppq2l.arch.ml_decoder_word_vectors import load_word_vectors
 from ppq2l.arch.query2label import CLASS_NUM
+from ppq2l.arch.transformer import attention_maps, attention_weights, check_layer
 from ppq2l.checks import integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
 
-# Official defaults: at most this many queries when num_of_groups is not given.
+# The official default (train.py --num-of-groups -1): any negative number means this many queries,
+# or one per class when there are fewer classes.
 DEFAULT_MAX_GROUPS = 100
-FULL_DECODING = -1  # num_of_groups: -1 means one query per class
+OFFICIAL_DEFAULT = -1
+PER_CLASS = "per_class"  # num_of_groups: one query per class, whatever the class count
 
 
 class CrossAttention(nn.Module):
@@ -84,11 +87,18 @@ class MLDecoderLayer(nn.Module):
 
     def forward(self, queries: Tensor, memory: Tensor) -> Tensor:
         """Decoded queries [B, K, d_model] from queries [B, K, d_model] and memory [B, N, d_model]."""
+        return self.forward_with_attention(queries, memory, need_weights=False)[0]
+
+    def forward_with_attention(self, queries: Tensor, memory: Tensor, need_weights: bool = True
+                               ) -> tuple[Tensor, Tensor | None]:
+        """The decoded queries and the attention weights [B, heads, K, N] of the queries over
+        the memory (None unless `need_weights`)."""
         queries = self.norm1(queries + self.dropout1(queries))
         attended = self.multihead_attn(queries, memory)
+        weights = attention_weights(self.multihead_attn, queries, memory) if need_weights else None
         queries = self.norm2(queries + self.dropout2(attended))
         hidden = self.linear2(self.dropout(F.relu(self.linear1(queries))))
-        return self.norm3(queries + self.dropout3(hidden))
+        return self.norm3(queries + self.dropout3(hidden)), weights
 
 
 def group_fully_connected(decoded: Tensor, weight: Tensor) -> Tensor:
@@ -134,13 +144,13 @@ class GroupDecoder(nn.Module):
 class MLDecoderHead(nn.Module):
     """ML-Decoder head: features [B, C, H, W] (or tokens [B, N, C]) -> logits [B, class_num].
 
-    `num_of_groups` queries (None: min(100, class_num), the official default; -1: one per class)
-    each predict ceil(class_num / num_of_groups) classes: class c comes from query
+    `num_of_groups` queries (None or -1: min(100, class_num), the official default; per_class: one
+    per class) each predict ceil(class_num / num_of_groups) classes: class c comes from query
     c // duplicate_factor. With `word_vectors` [class_num, word_dim] the head is zero-shot: the
     queries are the word vectors projected to `decoder_embedding` (Linear + ReLU,
     `wordvec_proj`), and any class with a word vector can be predicted (`set_word_vectors`)."""
 
-    def __init__(self, class_num: int, initial_num_features: int, num_of_groups: int | None = None,
+    def __init__(self, class_num: int, initial_num_features: int, num_of_groups: int | str | None = None,
                  decoder_embedding: int = 768, nheads: int = 8, dim_feedforward: int = 2048,
                  dropout: float = 0.1, num_layers: int = 1,
                  word_vectors: Tensor | None = None) -> None:
@@ -159,7 +169,7 @@ class MLDecoderHead(nn.Module):
         self.zero_shot = word_vectors is not None
         num_queries = resolve_num_queries(num_of_groups, class_num)
         if self.zero_shot:
-            if num_of_groups not in (None, FULL_DECODING, class_num):
+            if num_of_groups not in (None, OFFICIAL_DEFAULT, PER_CLASS, class_num):
                 raise ConfigError(f"Arch.num_of_groups ({num_of_groups}) does not apply to a "
                                   "zero-shot ML-Decoder: it uses one query per word vector; "
                                   "leave num_of_groups out")
@@ -201,29 +211,54 @@ class MLDecoderHead(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         """Logits [B, class_num] from a feature map [B, C, H, W] or tokens [B, N, C]."""
+        return self.decode(features, attention_layer=None)[0]
+
+    def forward_with_maps(self, features: Tensor, layer: int = -1, head: int | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """`forward`'s logits and, per class, the attention over the feature map [B, class_num,
+        h, w] of the query that predicts it (with group decoding, its group's query) in decoder
+        layer `layer`, the mean over the heads or head `head` alone; each map sums to 1."""
+        if features.dim() != 4:
+            raise ConfigError(f"ML-Decoder attention maps need a feature map [B, C, h, w], got "
+                              f"tokens of shape {tuple(features.shape)}")
+        logits, weights = self.decode(features, check_layer(layer, len(self.decoder.layers),
+                                                            "the ML-Decoder"))
+        maps = attention_maps(weights, head, features.shape[-2:])
+        query_of_class = torch.arange(self.class_num, device=maps.device) // self.decoder.duplicate_factor
+        return logits, maps.index_select(1, query_of_class)
+
+    def decode(self, features: Tensor, attention_layer: int | None) -> tuple[Tensor, Tensor | None]:
+        """Logits and the attention weights [B, heads, K, N] of decoder layer `attention_layer`
+        (an index in 0..num_layers-1; None: not computed)."""
         tokens = features.flatten(2).transpose(1, 2) if features.dim() == 4 else features
         memory = F.relu(self.decoder.embed_standart(tokens))
         queries = self.queries()
         decoded = queries.unsqueeze(0).expand(memory.shape[0], -1, -1)
-        for layer in self.decoder.layers:
-            decoded = layer(decoded, memory)
+        weights = None
+        for index, layer in enumerate(self.decoder.layers):
+            if index == attention_layer:
+                decoded, weights = layer.forward_with_attention(decoded, memory)
+            else:
+                decoded = layer(decoded, memory)
         grouped = group_fully_connected(decoded, self.decoder.duplicate_pooling)
         logits = grouped.flatten(1)[:, :self.class_num]
-        return logits + self.decoder.duplicate_pooling_bias
+        return logits + self.decoder.duplicate_pooling_bias, weights
 
 
-def resolve_num_queries(num_of_groups: int | None, class_num: int) -> int:
-    """Number of queries: None -> min(100, class_num) (official default), -1 -> class_num,
-    otherwise num_of_groups, which must be in 1..class_num."""
-    if num_of_groups is None:
+def resolve_num_queries(num_of_groups: int | str | None, class_num: int) -> int:
+    """Number of queries: None or -1 -> min(100, class_num) (the official code's -1), per_class ->
+    class_num, otherwise num_of_groups, which must be in 1..class_num."""
+    if num_of_groups is None or (num_of_groups == OFFICIAL_DEFAULT and not isinstance(num_of_groups, bool)):
         return min(DEFAULT_MAX_GROUPS, class_num)
-    if num_of_groups == FULL_DECODING and not isinstance(num_of_groups, bool):
+    if num_of_groups == PER_CLASS:
         return class_num
     integer(num_of_groups, "Arch.num_of_groups", minimum=1,
-            why="-1: one query per class; null: min(100, class_num)")
+            why=f"or -1: min({DEFAULT_MAX_GROUPS}, class_num) as the official code; {PER_CLASS}: "
+                f"one query per class")
     if num_of_groups > class_num:
         raise ConfigError(f"Arch.num_of_groups ({num_of_groups}) cannot exceed class_num "
-                          f"({class_num}); use at most {class_num}, or -1 for one query per class")
+                          f"({class_num}); use at most {class_num}, or {PER_CLASS} for one query "
+                          f"per class")
     return num_of_groups
 
 
@@ -233,7 +268,7 @@ class MLDecoder(nn.Module):
     given, must equal the backbone's channel count; `word_vectors` (path to a .npy or .pt file
     with a [class_num, word_dim] array) makes the head zero-shot."""
 
-    def __init__(self, class_num: int, backbone: dict, num_of_groups: int | None = None,
+    def __init__(self, class_num: int, backbone: dict, num_of_groups: int | str | None = None,
                  decoder_embedding: int = 768, initial_num_features: int | None = None,
                  nheads: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1,
                  num_layers: int = 1, word_vectors: str | None = None) -> None:
@@ -256,3 +291,9 @@ class MLDecoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Logits [B, class_num] for images [B, 3, H, W]."""
         return self.head(self.backbone(images))
+
+    def forward_with_maps(self, images: Tensor, layer: int = -1, head: int | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """`forward`'s logits and per-class attention maps [B, class_num, h, w] (see
+        MLDecoderHead.forward_with_maps)."""
+        return self.head.forward_with_maps(self.backbone(images), layer, head)

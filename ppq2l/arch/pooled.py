@@ -2,11 +2,13 @@
 linear layer with an output per class."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ppq2l.arch.backbone import build_backbone
 from ppq2l.arch.query2label import CLASS_NUM
 from ppq2l.checks import integer, number
+from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
 
 
@@ -27,3 +29,16 @@ class PooledClassifier(nn.Module):
         """Logits [B, class_num] for images [B, 3, H, W]."""
         pooled = self.backbone(images).mean(dim=(2, 3))
         return self.fc(self.dropout(pooled))
+
+    def forward_with_maps(self, images: Tensor, layer: int = -1, head: int | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """`forward`'s logits and class activation maps [B, class_num, h, w]: each class's
+        classifier weights applied at every position of the feature map, negatives set to 0."""
+        if layer != -1 or head is not None:
+            raise ConfigError(f"PooledClassifier maps are class activation maps, one per class; "
+                              f"layer and head apply to attention heads (got layer={layer!r}, "
+                              f"head={head!r}): leave them at -1 and null")
+        features = self.backbone(images)
+        logits = self.fc(self.dropout(features.mean(dim=(2, 3))))
+        maps = torch.einsum("bdhw,cd->bchw", features, self.fc.weight)
+        return logits, torch.relu(maps)

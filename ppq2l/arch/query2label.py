@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ppq2l.arch.backbone import build_backbone
 from ppq2l.arch.position_encoding import PositionEmbeddingSine
-from ppq2l.arch.transformer import Transformer
+from ppq2l.arch.transformer import Transformer, attention_maps
 from ppq2l.checks import choice, integer, number
 from ppq2l.errors import ConfigError
 from ppq2l.registry import ARCHS
@@ -94,4 +94,15 @@ class Query2Label(nn.Module):
         positions = self.position_embedding(features)
         decoded, _ = self.transformer(features, self.query_embed.weight, positions)
         return self.fc(decoded[-1])
+
+    def forward_with_maps(self, images: Tensor, layer: int = -1, head: int | None = None
+                          ) -> tuple[Tensor, Tensor]:
+        """`forward`'s logits and, per label query, its cross-attention over the feature map
+        [B, class_num, h, w] in decoder layer `layer` (-1: the last), the mean over the heads
+        or head `head` alone; each map sums to 1."""
+        features = self.input_proj(self.backbone(images))
+        positions = self.position_embedding(features)
+        decoded, _, weights = self.transformer.forward_with_attention(
+            features, self.query_embed.weight, positions, attention_layer=layer)
+        return self.fc(decoded[-1]), attention_maps(weights, head, features.shape[-2:])
 

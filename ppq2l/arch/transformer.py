@@ -3,12 +3,14 @@ attention queries and keys, decoder self-attention removed by default. Parameter
 official implementation's, so its checkpoints load by name."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ppq2l.checks import integer
 from ppq2l.errors import ConfigError
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}
@@ -25,6 +27,43 @@ def activation_function(name: str) -> Callable[[Tensor], Tensor]:
 def with_position(tensor: Tensor, position: Tensor | None) -> Tensor:
     """`tensor + position`, or `tensor` when there is no position."""
     return tensor if position is None else tensor + position
+
+
+def attention_weights(attention: nn.Module, query: Tensor, key: Tensor) -> Tensor:
+    """Softmax weights [B, heads, Lq, Lk] of a multi-head attention with nn.MultiheadAttention's
+    packed projections (`in_proj_weight`, `in_proj_bias`, `num_heads`) for batch-first inputs.
+    Recomputed from the projections, so the attention itself keeps its fast fused path and its
+    output stays bit for bit that of a forward that asks for no weights."""
+    weight_q, weight_k, _ = attention.in_proj_weight.chunk(3)
+    bias_q, bias_k, _ = attention.in_proj_bias.chunk(3)
+    heads = attention.num_heads
+    queries = F.linear(query, weight_q, bias_q)
+    keys = F.linear(key, weight_k, bias_k)
+    queries = queries.reshape(queries.shape[0], queries.shape[1], heads, -1).transpose(1, 2)
+    keys = keys.reshape(keys.shape[0], keys.shape[1], heads, -1).transpose(1, 2)
+    scale = 1.0 / math.sqrt(queries.shape[-1])
+    return torch.softmax((queries * scale) @ keys.transpose(-2, -1), dim=-1)
+
+
+def attention_maps(weights: Tensor, head: int | None, size: tuple[int, int]) -> Tensor:
+    """Attention weights [B, heads, K, h*w] as maps [B, K, h, w]: the mean over the heads, or
+    head `head` alone."""
+    if head is None:
+        selected = weights.mean(dim=1)
+    else:
+        heads = weights.shape[1]
+        integer(head, "head", minimum=0, maximum=heads - 1,
+                why=f"the attention has {heads} heads; null averages them")
+        selected = weights[:, head]
+    # the sizes stay as given (not int()): traced for ONNX, they follow the input's size
+    return selected.reshape(selected.shape[0], selected.shape[1], size[0], size[1])
+
+
+def check_layer(layer: int, num_layers: int, what: str) -> int:
+    """`layer` as an index in 0..num_layers-1 (negative counts from the last), or a ConfigError."""
+    integer(layer, "layer", minimum=-num_layers, maximum=num_layers - 1,
+            why=f"{what} has {num_layers} decoder layer(s); -1 is the last")
+    return layer % num_layers
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -98,10 +137,14 @@ class TransformerDecoderLayer(nn.Module):
         return self.self_attn(query, key, value=tgt, need_weights=False)[0]
 
     def attend_memory(self, tgt: Tensor, memory: Tensor, pos: Tensor | None,
-                      query_pos: Tensor | None) -> Tensor:
-        """Cross-attention from the queries to the encoder memory."""
-        return self.multihead_attn(with_position(tgt, query_pos), with_position(memory, pos),
-                                   value=memory, need_weights=False)[0]
+                      query_pos: Tensor | None, need_weights: bool = False
+                      ) -> tuple[Tensor, Tensor | None]:
+        """Cross-attention from the queries to the encoder memory, and its weights
+        [B, heads, K, N] when `need_weights` (else None)."""
+        query, key = with_position(tgt, query_pos), with_position(memory, pos)
+        attended = self.multihead_attn(query, key, value=memory, need_weights=False)[0]
+        return attended, (attention_weights(self.multihead_attn, query, key) if need_weights
+                          else None)
 
     def feed_forward(self, tgt: Tensor) -> Tensor:
         """Two linear layers with the activation and dropout between them."""
@@ -110,15 +153,25 @@ class TransformerDecoderLayer(nn.Module):
     def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor | None = None,
                 query_pos: Tensor | None = None) -> Tensor:
         """Update the queries `tgt` [B, K, d] from `memory` [B, N, d]."""
+        return self.forward_with_attention(tgt, memory, pos, query_pos, need_weights=False)[0]
+
+    def forward_with_attention(self, tgt: Tensor, memory: Tensor, pos: Tensor | None = None,
+                               query_pos: Tensor | None = None, need_weights: bool = True
+                               ) -> tuple[Tensor, Tensor | None]:
+        """The updated queries and the cross-attention weights [B, heads, K, N] (None unless
+        `need_weights`)."""
         if self.normalize_before:
             if self.use_self_attn:
                 tgt = tgt + self.dropout1(self.attend_self(self.norm1(tgt), query_pos))
-            tgt = tgt + self.dropout2(self.attend_memory(self.norm2(tgt), memory, pos, query_pos))
-            return tgt + self.dropout3(self.feed_forward(self.norm3(tgt)))
+            attended, weights = self.attend_memory(self.norm2(tgt), memory, pos, query_pos,
+                                                   need_weights)
+            tgt = tgt + self.dropout2(attended)
+            return tgt + self.dropout3(self.feed_forward(self.norm3(tgt))), weights
         if self.use_self_attn:
             tgt = self.norm1(tgt + self.dropout1(self.attend_self(tgt, query_pos)))
-        tgt = self.norm2(tgt + self.dropout2(self.attend_memory(tgt, memory, pos, query_pos)))
-        return self.norm3(tgt + self.dropout3(self.feed_forward(tgt)))
+        attended, weights = self.attend_memory(tgt, memory, pos, query_pos, need_weights)
+        tgt = self.norm2(tgt + self.dropout2(attended))
+        return self.norm3(tgt + self.dropout3(self.feed_forward(tgt))), weights
 
 
 class TransformerEncoder(nn.Module):
@@ -161,6 +214,24 @@ class TransformerDecoder(nn.Module):
         if not self.return_intermediate:
             outputs.append(self.norm(tgt))
         return torch.stack(outputs)
+
+    def forward_with_attention(self, tgt: Tensor, memory: Tensor, pos: Tensor | None = None,
+                               query_pos: Tensor | None = None, attention_layer: int = -1
+                               ) -> tuple[Tensor, Tensor]:
+        """`forward`'s output and the cross-attention weights [B, heads, K, N] of layer
+        `attention_layer` (negative counts from the last)."""
+        chosen = check_layer(attention_layer, self.num_layers, "the transformer")
+        outputs, weights = [], None
+        for index, layer in enumerate(self.layers):
+            if index == chosen:
+                tgt, weights = layer.forward_with_attention(tgt, memory, pos, query_pos)
+            else:
+                tgt = layer(tgt, memory, pos=pos, query_pos=query_pos)
+            if self.return_intermediate:
+                outputs.append(self.norm(tgt))
+        if not self.return_intermediate:
+            outputs.append(self.norm(tgt))
+        return torch.stack(outputs), weights
 
 
 class Transformer(nn.Module):
@@ -216,3 +287,18 @@ class Transformer(nn.Module):
         tgt = torch.zeros_like(query_pos)
         decoded = self.decoder(tgt, memory, pos=pos, query_pos=query_pos)
         return decoded, memory.transpose(1, 2).reshape(batch, channels, height, width)
+
+    def forward_with_attention(self, src: Tensor, query_embed: Tensor, pos_embed: Tensor,
+                               attention_layer: int = -1) -> tuple[Tensor, Tensor, Tensor]:
+        """`forward`'s outputs plus the cross-attention weights [B, heads, K, H*W] of decoder
+        layer `attention_layer` (negative counts from the last). `forward` is left as it was
+        (not a call of this), so the plain path and its exported graph stay op for op the same."""
+        batch, channels, height, width = src.shape
+        sequence = src.flatten(2).transpose(1, 2)
+        pos = pos_embed.flatten(2).transpose(1, 2)
+        query_pos = query_embed.unsqueeze(0).expand(batch, -1, -1)
+        memory = self.encoder(sequence, pos=pos) if self.num_encoder_layers > 0 else sequence
+        tgt = torch.zeros_like(query_pos)
+        decoded, weights = self.decoder.forward_with_attention(tgt, memory, pos, query_pos,
+                                                               attention_layer)
+        return decoded, memory.transpose(1, 2).reshape(batch, channels, height, width), weights

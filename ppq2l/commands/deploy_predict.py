@@ -3,7 +3,8 @@ ppq2l-deploy-predict (or python deploy/python/predict_multilabel.py)
     -c deploy/configs/inference_multilabel.yaml -o Global.infer_imgs=PATH_OR_DIR
     -o Global.inference_model_dir=DIR
 Prints one JSON record per file; unreadable files and NaN/Inf scores get an error record and the
-exit status is 1."""
+exit status is 1. With -o Global.save_visual_dir=DIR and a model exported with
+Global.export_attention=True, each predicted label's map is drawn over its image into DIR."""
 from __future__ import annotations
 
 import argparse
@@ -16,20 +17,21 @@ from ppq2l.cli import run_cli
 from ppq2l.config import apply_override, read_yaml
 from ppq2l.data.image_files import collect_image_files
 from ppq2l.errors import ConfigError
+from ppq2l.explain.render import OverlayWriter
 from ppq2l.export.onnx_runtime import onnx_backend
 from ppq2l.postprocess.records import write_records
 from ppq2l.predict import Predictor, exit_status, failure_summary
-from ppq2l.utils.atomic_write import prepare_output_file
+from ppq2l.utils.atomic_write import prepare_output_dir, prepare_output_file
 from ppq2l.utils.logger import get_logger
 
 GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
     "infer_imgs": (str,), "inference_model_dir": (str,), "batch_size": (int,), "use_gpu": (bool,),
     "use_tensorrt": (bool,), "use_fp16": (bool,), "cpu_num_threads": (int,), "save_path": (str,),
-    "benchmark": (bool,),
+    "benchmark": (bool,), "save_visual_dir": (str,),
 }
 GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 1, "use_gpu": False, "use_tensorrt": False,
                                    "use_fp16": False, "cpu_num_threads": None, "save_path": None,
-                                   "benchmark": False}
+                                   "benchmark": False, "save_visual_dir": None}
 SECTIONS = ("Global", "PreProcess", "PostProcess")
 NO_TORCH_STATUS = 3
 
@@ -86,6 +88,8 @@ def run(config: dict) -> list[dict]:
     # checked before the model is loaded, so a bad path does not cost the whole run
     save_path = (prepare_output_file(settings["save_path"], "Global.save_path")
                  if settings["save_path"] is not None else None)
+    visual_dir = (prepare_output_dir(settings["save_visual_dir"], "Global.save_visual_dir")
+                  if settings["save_visual_dir"] is not None else None)
     backend = onnx_backend(settings["inference_model_dir"], use_gpu=settings["use_gpu"],
                            use_tensorrt=settings["use_tensorrt"], use_fp16=settings["use_fp16"],
                            cpu_num_threads=settings["cpu_num_threads"], logger=logger)
@@ -94,6 +98,13 @@ def run(config: dict) -> list[dict]:
                                        option_names=("PreProcess.transform_ops", "PostProcess"))
     logger.info("model %s on %s", backend.source, backend.device)
     files = collect_image_files(settings["infer_imgs"], "Global.infer_imgs")
+    if visual_dir is not None:
+        if backend.run_with_maps is None:
+            raise ConfigError(f"Global.save_visual_dir draws per-label maps, but "
+                              f"{backend.no_maps_reason}")
+        predictor.explain_with(OverlayWriter(visual_dir, predictor.transforms.ops,
+                                             predictor.postprocess.label_names,
+                                             root=settings["infer_imgs"]))
     if settings["benchmark"]:
         predictor.warm_up(files)
     records = predictor(files)

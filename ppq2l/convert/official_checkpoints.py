@@ -7,8 +7,11 @@ unwraps them, with the numpy scalar types allow-listed and nothing more.
 TResNet backbones in the official InPlaceABN layout are renamed to timm's layout first
 (ppq2l/convert/tresnet_layout.py); then each format renames its keys onto ppq2l's model:
 
-- q2l: `backbone.0.<body>` -> `backbone.<body>`; the position-embedding buffer `backbone.1.*` is
-  dropped (ppq2l computes it).
+- q2l: the backbone `backbone.0.*` -> `backbone.body.*`: torchvision ResNets and TResNets sit in
+  an IntermediateLayerGetter there (`backbone.0.body.*`, its `body.` taken off), Swin and CvT are
+  the model itself (`backbone.0.layers.*`, `backbone.0.stage0.*`). A Swin in Microsoft's layout
+  is moved to timm's first (ppq2l/convert/swin_layout.py). The position-embedding buffer
+  `backbone.1.*` is dropped (ppq2l computes it).
 - ml_decoder: the head, which the official code puts where the backbone had its classifier
   (`head` on TResNet, `fc` on timm models with a global pool and `fc`, such as ResNet), ->
   `head.*`; every other key is the timm backbone -> `backbone.body.*`.
@@ -23,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from ppq2l.convert.swin_layout import microsoft_swin_to_timm
 from ppq2l.convert.tresnet_layout import official_tresnet_to_timm
 from ppq2l.engine.checkpoint import load_weights, numpy_scalar_globals, read_state_dict, save_checkpoint
 from ppq2l.errors import CheckpointError
@@ -43,8 +47,10 @@ def map_q2l_key(key: str) -> str | None:
     """Our key for an official Query2Label key; None for the fixed position-embedding buffer."""
     if key.startswith("backbone.1."):
         return None
-    if key.startswith("backbone.0."):
-        return "backbone." + key.removeprefix("backbone.0.")
+    if key.startswith("backbone.0.body."):  # IntermediateLayerGetter (ResNet, TResNet)
+        return "backbone.body." + key.removeprefix("backbone.0.body.")
+    if key.startswith("backbone.0."):  # the backbone model itself (Swin, CvT)
+        return "backbone.body." + key.removeprefix("backbone.0.")
     return key
 
 
@@ -87,7 +93,7 @@ def convert_official(source_format: str, input_path: str | os.PathLike) -> dict[
         target = key_map(key)
         if target is not None:
             converted[target] = value
-    return converted
+    return microsoft_swin_to_timm(converted)
 
 
 def save_converted(weights: dict[str, torch.Tensor], model: torch.nn.Module, source_format: str,

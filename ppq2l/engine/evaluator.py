@@ -28,7 +28,7 @@ def predict_scores(model: nn.Module, loader: Iterable, device: torch.device, pre
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # one sync at the end
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, labels in progress(DeviceLoader(loader, device, memory_format), desc=desc):
-        with precision.autocast():
+        with precision.test_autocast():  # float32 unless AMP.use_fp16_test
             logits = model(images)
         if loss_fn is not None and len(labels):
             # As in training: the loss of the logits, outside autocast, weighted by batch size.
@@ -149,7 +149,13 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
     eval_loss = build_eval_loss(config)
     check_unknown_labels(eval_loss, loader, "DataLoader.Eval.dataset")
-    scores, targets, loss = predict_dataset(model, loader, context.device, context.precision,
+    pointing = None
+    if (config.get("Eval") or {}).get("pointing_game"):
+        from ppq2l.explain.pointing_game import PointingGameRun, format_pointing_game
+
+        pointing = PointingGameRun(config, model, loader, context.class_num)
+    scores, targets, loss = predict_dataset(pointing.model if pointing else model, loader,
+                                            context.device, context.precision,
                                             context.channels_last, loss_fn=eval_loss)
     check_finite_scores(scores, loader.dataset.image_paths, str(weights))
     results = with_loss(compute_metrics(metrics, scores, targets), loss)
@@ -159,6 +165,9 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     context.logger.info("evaluation of %s on %d images (%d of %d labels unknown, left out):\n%s",
                         weights, len(scores), unknown["num_unknown_labels"], unknown["num_labels"],
                         format_metrics(results, names))
+    if pointing is not None:
+        results["pointing_game"] = pointing.finish(scores, targets, names)
+        context.logger.info("%s", format_pointing_game(results["pointing_game"]))
     if is_main_process():
         write_json(context.output_dir / "eval_metrics.json",
                    {"weights": str(weights), "num_images": int(len(scores)), **unknown, **results})

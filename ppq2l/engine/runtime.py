@@ -44,7 +44,10 @@ def configure_threads(num_threads: int | None) -> None:
 
 
 class Precision:
-    """The mixed-precision policy of a run, built from the optional AMP section."""
+    """The mixed-precision policy of a run, built from the optional AMP section: training
+    autocasts to AMP.dtype; evaluation and inference compute in float32 unless
+    AMP.use_fp16_test (PaddleClas's key; with dtype bfloat16 it means bfloat16) asks for the same
+    autocast."""
 
     def __init__(self, amp_config: dict[str, Any] | None, device: torch.device) -> None:
         self.device = device
@@ -56,6 +59,7 @@ class Precision:
                                      "(AMP.dtype=bfloat16 works on CPU)", device.type)
             else:
                 self.dtype = dtype
+        self.test_dtype = self.dtype if (amp_config or {}).get("use_fp16_test") else None
         use_scaler = self.dtype is torch.float16
         self.scaler = torch.amp.GradScaler(
             device.type, enabled=use_scaler,
@@ -73,6 +77,16 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def test_autocast(self) -> ContextManager:
+        """The autocast context for evaluation and inference: float32 unless AMP.use_fp16_test."""
+        if self.test_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.test_dtype)
+
     def describe(self) -> str:
-        """A short name for logs."""
-        return "float32" if self.dtype is None else str(self.dtype).replace("torch.", "")
+        """A short name for logs: the training precision and, when it differs, evaluation's."""
+        def name(dtype: torch.dtype | None) -> str:
+            return "float32" if dtype is None else str(dtype).replace("torch.", "")
+        if self.test_dtype == self.dtype:
+            return name(self.dtype)
+        return f"{name(self.dtype)} (evaluation {name(self.test_dtype)})"

@@ -15,6 +15,7 @@ from ppq2l.engine.checkpoint import load_checkpoint
 from ppq2l.engine.components import RunContext, build_model_for_run
 from ppq2l.engine.runtime import Precision, resolve_device
 from ppq2l.errors import CheckpointError, ConfigError
+from ppq2l.explain.maps import explain, unsupported_reason
 from ppq2l.predict import Backend, config_postprocess, inference_transforms
 from ppq2l.utils.logger import get_logger
 
@@ -28,17 +29,27 @@ def torch_backend(context: RunContext, weights: str | os.PathLike) -> Backend:
     ops, where = inference_transforms(config, context.logger)
     model = build_model_for_run(context, weights).eval()
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def to_device(batch: np.ndarray) -> torch.Tensor:
         images = torch.from_numpy(batch).to(context.device)
         if context.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), context.precision.autocast():
-            return torch.sigmoid(model(images).float()).cpu().numpy()
+        return images
 
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), context.precision.test_autocast():
+            return torch.sigmoid(model(to_device(batch)).float()).cpu().numpy()
+
+    def run_with_maps(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad(), context.precision.test_autocast():
+            logits, maps = explain(model, to_device(batch))
+        return torch.sigmoid(logits.float()).cpu().numpy(), maps.float().cpu().numpy()
+
+    reason = unsupported_reason(model)
     return Backend(run=run, preprocess=ops, postprocess=config_postprocess(config),
                    preprocess_where=where, postprocess_where="Infer.PostProcess",
                    broken_advice=BROKEN_CHECKPOINT_ADVICE, device=str(context.device),
-                   source=str(weights))
+                   source=str(weights), run_with_maps=None if reason else run_with_maps,
+                   no_maps_reason=reason or "")
 
 
 def checkpoint_config(path: Path, config: dict | str | os.PathLike | None) -> dict:

@@ -36,6 +36,7 @@ from ppq2l.engine.distributed import (
     is_main_process,
     mean_over_ranks,
 )
+from ppq2l.engine.early_stop import EarlyStop, check_epochs_left, last_epoch
 from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.evaluator import (
     build_eval_loss,
@@ -75,6 +76,7 @@ class Trainer:
         self.config, self.logger = config, self.context.logger
         settings = config["Global"]
         self.epochs = int(settings["epochs"])
+        self.last_epoch = last_epoch(settings)  # Global.stop_epoch, else Global.epochs
         self.model = build_model_for_run(self.context, settings["pretrained_model"],
                                          replaced_weights=bool(settings["checkpoints"]))
         self.update_freq = max(1, int(settings["update_freq"]))
@@ -107,6 +109,8 @@ class Trainer:
             require_section(config, "Optimizer"), self.model, self.steps_per_epoch(), self.epochs)
         ema_config = config.get("EMA")
         self.ema = ModelEMA(self.model, ema_config["decay"], ema_config["warmup"]) if ema_config else None
+        self.early_stop = EarlyStop(settings["early_stop_rule"], settings["early_stop_patience"],
+                                    has_ema=self.ema is not None)
         self.scaler = self.context.precision.scaler
         self.start_epoch, self.global_step, self.resume_batches, self.skipped_nonfinite = 1, 0, 0, 0
         self.tensorboard = (open_tensorboard(self.context.output_dir)
@@ -129,6 +133,7 @@ class Trainer:
         self.ema, self.best = resumed.ema, resumed.best
         self.start_epoch, self.resume_batches = resumed.start_epoch, resumed.epoch_batches
         self.global_step, self.skipped_nonfinite = resumed.global_step, resumed.skipped_nonfinite
+        check_epochs_left(path, self.start_epoch, self.last_epoch)
 
     # --------------------------------------------------------------------------------- running
     def train(self) -> dict[str, Any]:
@@ -157,12 +162,12 @@ class Trainer:
         settings, context = self.config["Global"], self.context
         if is_main_process():
             save_config(self.config, context.output_dir / "config.yaml")
-        patience = int(settings["early_stop_patience"] or 0)
-        self.logger.info("training %d epochs of %d batches of %d per process x %d process(es), "
-                         "update every %d batch(es)", self.epochs, len(self.train_loader),
-                         self.train_loader.batch_size or 0, get_world_size(), self.update_freq)
+        self.logger.info("training %d epochs (to epoch %d) of %d batches of %d per process x %d "
+                         "process(es), update every %d batch(es)", self.epochs, self.last_epoch,
+                         len(self.train_loader), self.train_loader.batch_size or 0, get_world_size(),
+                         self.update_freq)
         epoch = self.start_epoch - 1
-        for epoch in range(self.start_epoch, self.epochs + 1):
+        for epoch in range(self.start_epoch, self.last_epoch + 1):
             first_batch, self.resume_batches = self.resume_batches, 0
             self.train_loader.set_epoch(epoch, first_batch)
             stats = self.train_one_epoch(epoch, first_batch)
@@ -173,7 +178,7 @@ class Trainer:
                              100 * stats["data_wait_fraction"], stats["epoch_seconds"],
                              stats["skipped_nonfinite"], stats["skipped_images"], memory)
             record: dict[str, Any] = {"epoch": epoch, "step": self.global_step, **stats}
-            due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.epochs
+            due = epoch % max(1, int(settings["eval_interval"])) == 0 or epoch == self.last_epoch
             if self.eval_loader is not None and due:
                 results = self.evaluate(epoch)
                 record.update({f"{source}_{key}": value for source, values in results.items()
@@ -188,12 +193,13 @@ class Trainer:
                         if isinstance(value, (int, float)) and key != "epoch":
                             self.tensorboard.add_scalar(key, value, epoch)
                     self.tensorboard.flush()
-            signum = self.stop.requested(context.device) if epoch < self.epochs else None
+            signum = self.stop.requested(context.device) if epoch < self.last_epoch else None
             if signum:
                 raise RunStopped(f"{LATEST} holds the end of epoch {epoch}; continue with "
                                  f"-o Global.checkpoints={context.output_dir / LATEST}", signum)
-            if patience and self.best["epoch"] is not None and epoch - self.best["epoch"] >= patience:
-                self.logger.info("early stop: %s has not improved for %d epochs", self.main_key, patience)
+            if self.early_stop.should_stop(epoch, self.best):
+                self.logger.info("early stop (%s rule): %s has not improved for %d epochs",
+                                 self.early_stop.rule, self.main_key, self.early_stop.patience)
                 break
         if self.eval_loader is None:
             self.save_unevaluated_best(epoch)
@@ -329,10 +335,12 @@ class Trainer:
             results[source] = with_loss(compute_metrics(self.metrics, scores, targets), loss)
             scalars = {key: value for key, value in results[source].items() if key != "per_class_AP"}
             self.logger.info("epoch %d %s: %s", epoch, source, format_metrics(scalars))
+        EarlyStop.record(self.best, epoch, {name: values.get(self.main_key)
+                                            for name, values in results.items()})
         source = max(results, key=lambda name: _rank(results[name].get(self.main_key)))
         value = results[source].get(self.main_key)
         if value is not None and (self.best["value"] is None or value > self.best["value"]):
-            self.best = {"metric": self.main_key, "value": float(value), "epoch": epoch, "source": source}
+            self.best.update(metric=self.main_key, value=float(value), epoch=epoch, source=source)
             self.save_best(dict(candidates)[source], epoch, source, metrics=results[source])
             self.logger.info("new best %s %.2f (%s weights, epoch %d) -> %s", self.main_key, value,
                              source, epoch, context.output_dir / BEST)

@@ -40,7 +40,8 @@ BOOKKEEPING = ("Global.output_dir", "Global.checkpoints", "Global.pretrained_mod
                "Global.eval_interval", "Global.eval_during_train", "Global.device",
                "Global.num_threads", "Global.use_tensorboard", "Global.overwrite",
                "Global.save_inference_dir", "Global.image_shape", "Global.export_dynamic_spatial",
-               "Global.export_fp16", "Infer", "DataLoader.Train.loader", "DataLoader.Eval.loader")
+               "Global.export_fp16", "Global.export_attention", "Infer", "Eval",
+               "DataLoader.Train.loader", "DataLoader.Eval.loader")
 # Keys that shape the learning-rate schedule: a change rebuilds it at the resumed step.
 SCHEDULE = ("Optimizer", "Global.epochs", "Global.update_freq", "DataLoader.Train.sampler.batch_size",
             "DataLoader.Train.sampler.drop_last")

@@ -22,9 +22,11 @@ REQUIRED_FIELDS = ("format", "version", "class_num", "input_name", "output_name"
 
 def build_metadata(*, arch: str, class_num: int, input_size: list[int], preprocess: list[dict],
                    postprocess: dict, label_names: list[str] | None, dynamic_spatial: bool,
-                   precision: str, input_name: str = "images", output_name: str = "scores"
-                   ) -> dict[str, Any]:
-    """The metadata dict of one exported model (plain JSON-serialisable data)."""
+                   precision: str, input_name: str = "images", output_name: str = "scores",
+                   attention_output: str | None = None) -> dict[str, Any]:
+    """The metadata dict of one exported model (plain JSON-serialisable data); `attention_output`
+    names the per-label maps output [B, C, h, w] of a model exported with it (optional: models
+    exported before it existed have none)."""
     threshold = postprocess.get("threshold", 0.5)
     return {
         "format": METADATA_FORMAT,
@@ -33,6 +35,7 @@ def build_metadata(*, arch: str, class_num: int, input_size: list[int], preproce
         "class_num": int(class_num),
         "input_name": input_name,
         "output_name": output_name,
+        "attention_output": attention_output,
         "output_activation": "sigmoid",
         "input_size": [int(value) for value in input_size],  # [height, width]
         "dynamic_spatial": bool(dynamic_spatial),

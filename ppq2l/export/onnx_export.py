@@ -23,7 +23,7 @@ from ppq2l.predict import ONNX_FILE, config_postprocess, inference_transforms
 from ppq2l.utils.atomic_write import atomic_output, prepare_output_dir
 
 OPSET_VERSION = 17
-INPUT_NAME, OUTPUT_NAME = "images", "scores"
+INPUT_NAME, OUTPUT_NAME, ATTENTION_NAME = "images", "scores", "attention"
 MODEL_FILE, DESCRIPTION_FILE = ONNX_FILE, "inference.yml"
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # half precision keeps about three significant digits
@@ -101,21 +101,25 @@ def check_finite_weights(model: nn.Module, source: str) -> None:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: Sequence[int],
-                dynamic_spatial: bool = False, half: bool = False) -> Path:
-    """Trace `model` (already wrapped to give scores) to an ONNX file at `path`, written
-    atomically (a full disk is an OutputError in words, never a half-written file)."""
+                dynamic_spatial: bool = False, half: bool = False, attention: bool = False) -> Path:
+    """Trace `model` (already wrapped to give scores, or with `attention` scores and maps, see
+    ScoresAndMaps) to an ONNX file at `path`, written atomically (a full disk is an OutputError
+    in words, never a half-written file)."""
     device = next(model.parameters()).device
     dtype = torch.float16 if half else torch.float32
     example = torch.zeros(EXPORT_BATCH, 3, *input_size, device=device, dtype=dtype)
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_spatial else {0: "batch"}
+    outputs = {OUTPUT_NAME: {0: "batch"}}
+    if attention:
+        outputs[ATTENTION_NAME] = ({0: "batch", 2: "map_height", 3: "map_width"}
+                                   if dynamic_spatial else {0: "batch"})
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter warns about its own deprecation and about traced shape math
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=OPSET_VERSION,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"}},
-                          do_constant_folding=True)
+                          input_names=[INPUT_NAME], output_names=list(outputs),
+                          dynamic_axes={INPUT_NAME: axes, **outputs}, do_constant_folding=True)
     with atomic_output(path) as handle:
         handle.write(buffer.getbuffer())
     return Path(path)
@@ -139,8 +143,9 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
                  half: bool = False, dynamic_spatial: bool = False,
                  batches: Sequence[int] = CHECK_BATCHES, seed: int = 0,
                  source: str | None = None) -> dict[str, float]:
-    """Max |onnxruntime - torch| of the scores on random inputs, per checked shape; raises a
-    Ppq2lError when one is above the tolerance (1e-4 in float32) or any score is NaN/Inf.
+    """Max |onnxruntime - torch| of the scores (and of the attention maps, for a model that
+    gives both, keyed `<shape> attention`) on random inputs, per checked shape; raises a
+    Ppq2lError when one is above the tolerance (1e-4 in float32) or any value is NaN/Inf.
     `source` (the checkpoint) is what a message about the model's own scores names."""
     import onnxruntime
 
@@ -156,27 +161,34 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
         shape = f"{batch}x3x{height}x{width}"
         images = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
         with torch.no_grad():
-            expected = model(torch.from_numpy(images).to(device, dtype)).float().cpu().numpy()
-        if not np.isfinite(expected).all():
-            # the model itself is broken; a comparison with onnxruntime would say "differ by nan"
-            hint = (" in float16 (an overflow: export in float32, Global.export_fp16=False)" if half
-                    else "; its weights are finite, so check the checkpoint and the Arch settings")
-            origin = f" of {source}" if source else ""
-            raise Ppq2lError(f"the model{origin} produces NaN/Inf scores in torch for a random "
-                             f"{shape} input{hint}")
+            outputs = model(torch.from_numpy(images).to(device, dtype))
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        names = [OUTPUT_NAME, ATTENTION_NAME][:len(outputs)]
         feed = images.astype(np.float16) if half else images
-        actual = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0].astype(np.float32)
-        if actual.shape != expected.shape:
-            raise Ppq2lError(f"the exported graph gives scores of shape {actual.shape} in "
-                             f"onnxruntime, torch {expected.shape}, for input {shape}")
-        if not np.isfinite(actual).all():
-            raise Ppq2lError(f"the exported graph gives NaN/Inf scores in onnxruntime for a random "
-                             f"{shape} input where torch's scores are finite")
-        differences[shape] = float(np.abs(actual - expected).max())
+        results = session.run(names, {INPUT_NAME: feed})
+        for name, output, actual in zip(names, outputs, results):
+            expected, actual = output.float().cpu().numpy(), actual.astype(np.float32)
+            what = "scores" if name == OUTPUT_NAME else "attention maps"
+            if not np.isfinite(expected).all():
+                # the model itself is broken; a comparison with onnxruntime would say "differ by nan"
+                hint = (" in float16 (an overflow: export in float32, Global.export_fp16=False)"
+                        if half else "; its weights are finite, so check the checkpoint and the "
+                        "Arch settings")
+                origin = f" of {source}" if source else ""
+                raise Ppq2lError(f"the model{origin} produces NaN/Inf {what} in torch for a random "
+                                 f"{shape} input{hint}")
+            if actual.shape != expected.shape:
+                raise Ppq2lError(f"the exported graph gives {what} of shape {actual.shape} in "
+                                 f"onnxruntime, torch {expected.shape}, for input {shape}")
+            if not np.isfinite(actual).all():
+                raise Ppq2lError(f"the exported graph gives NaN/Inf {what} in onnxruntime for a "
+                                 f"random {shape} input where torch's {what} are finite")
+            key = shape if name == OUTPUT_NAME else f"{shape} {name}"
+            differences[key] = float(np.abs(actual - expected).max())
     tolerance = FP16_TOLERANCE if half else FP32_TOLERANCE
     worst = max(differences.values())
     if not worst <= tolerance:
-        raise Ppq2lError(f"onnxruntime and torch scores of the exported graph differ by up to "
+        raise Ppq2lError(f"onnxruntime and torch outputs of the exported graph differ by up to "
                          f"{worst:.3g} (tolerance {tolerance:g}); per input: {differences}")
     return differences
 
@@ -191,6 +203,7 @@ def export_from_config(config: dict) -> dict[str, Any]:
     settings = config["Global"]
     output_dir = prepare_output_dir(settings.get("save_inference_dir"), "Global.save_inference_dir")
     half, dynamic_spatial = bool(settings["export_fp16"]), bool(settings["export_dynamic_spatial"])
+    attention = bool(settings["export_attention"])
     context = start_run(config, "export.log")
     if half and context.device.type != "cuda":
         raise ConfigError("Global.export_fp16=True exports in half precision on a GPU, and no CUDA "
@@ -203,16 +216,18 @@ def export_from_config(config: dict) -> dict[str, Any]:
                               input_size=input_size, preprocess=ops, postprocess=postprocess,
                               label_names=label_names, dynamic_spatial=dynamic_spatial,
                               precision="fp16" if half else "fp32",
-                              input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+                              input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+                              attention_output=ATTENTION_NAME if attention else None)
     try:
         model = build_model_for_run(context, weights)
         check_finite_weights(model, str(weights))
         if context.channels_last:
             model.to(memory_format=torch.contiguous_format)  # export a plain NCHW graph
         device = context.device if half else torch.device("cpu")
-        wrapped = SigmoidScores(model).to(device, torch.float16 if half else torch.float32).eval()
+        wrapped = with_outputs(model, attention).to(device, torch.float16 if half else torch.float32)
         with staged_export(output_dir, last=(DESCRIPTION_FILE, MODEL_FILE)) as staging:
-            export_onnx(wrapped, staging / MODEL_FILE, input_size, dynamic_spatial, half)
+            export_onnx(wrapped.eval(), staging / MODEL_FILE, input_size, dynamic_spatial, half,
+                        attention)
             finish_onnx_file(staging / MODEL_FILE, metadata)
             write_inference_yml(staging / DESCRIPTION_FILE, metadata)
             differences = check_parity(wrapped, staging / MODEL_FILE, input_size, half,
@@ -226,6 +241,20 @@ def export_from_config(config: dict) -> dict[str, Any]:
     for shape, difference in differences.items():
         context.logger.info("onnxruntime vs torch, input %s: max abs diff %.3g", shape, difference)
     return {"onnx": str(onnx_path), "inference_yml": str(yml_path), "max_abs_diff": differences}
+
+
+def with_outputs(model: nn.Module, attention: bool) -> nn.Module:
+    """The module to export: scores, or with `attention` (Global.export_attention) scores and
+    per-label maps; a model without maps is a ConfigError that names it."""
+    if not attention:
+        return SigmoidScores(model)
+    from ppq2l.explain.maps import ScoresAndMaps, unsupported_reason
+
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise ConfigError(f"Global.export_attention=True: {reason}; export it without "
+                          f"Global.export_attention")
+    return ScoresAndMaps(model)
 
 
 def export_left_as_it_was(output_dir: Path) -> str:

@@ -18,6 +18,9 @@ from ppq2l.predict import ONNX_FILE, Backend
 from ppq2l.utils.logger import get_logger
 
 BROKEN_MODEL_ADVICE = "the exported model is broken: re-export it from a good checkpoint"
+NO_ATTENTION = ("{path} was exported without per-label maps (its only output is the scores); "
+                "re-export it with them: tools/export_model.py -c CONFIG.yaml "
+                "-o Global.pretrained_model=CHECKPOINT -o Global.export_attention=True")
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 # onnxruntime reports failures with its own exception classes, none derived from RuntimeError
 ORT_ERRORS = tuple(getattr(ort_state, name) for name in (
@@ -107,13 +110,23 @@ def onnx_backend(model_dir: str | os.PathLike, *, use_gpu: bool = False,
     input_name, output_name = model_input.name, metadata["output_name"]
     dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
 
+    attention_name = metadata.get("attention_output")
+    if attention_name not in {output.name for output in session.get_outputs()}:
+        attention_name = None
+
     def run(batch: np.ndarray) -> np.ndarray:
         feed = {input_name: np.ascontiguousarray(batch, dtype=dtype)}
         return session.run([output_name], feed)[0].astype(np.float32)
+
+    def run_with_maps(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feed = {input_name: np.ascontiguousarray(batch, dtype=dtype)}
+        scores, maps = session.run([output_name, attention_name], feed)
+        return scores.astype(np.float32), maps.astype(np.float32)
 
     return Backend(run=run, preprocess=metadata["preprocess"], postprocess=metadata["postprocess"],
                    label_names=metadata["label_names"],
                    input_size=None if metadata["dynamic_spatial"] else metadata["input_size"],
                    preprocess_where=f"{path} preprocess", postprocess_where=f"{path} postprocess",
                    broken_advice=BROKEN_MODEL_ADVICE, device=", ".join(session.get_providers()),
-                   source=str(path))
+                   source=str(path), run_with_maps=run_with_maps if attention_name else None,
+                   no_maps_reason=NO_ATTENTION.format(path=path))

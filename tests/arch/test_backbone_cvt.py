@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ppq2l.arch.backbone import build_backbone
-from ppq2l.arch.cvt import CvT
+from ppq2l.arch.cvt import CVT_SPECS, CvT
 from ppq2l.errors import CheckpointError, ConfigError
 
 TINY = {"arch": "cvt_w24", "dims": [8, 16, 24], "depths": [1, 1, 2], "heads": [1, 2, 3]}
@@ -118,3 +118,21 @@ def test_map_passes_through_the_final_layernorm_as_official_query2label_uses_it(
     torch.testing.assert_close(features.mean(dim=1), torch.zeros(1, 2, 2), atol=1e-5, rtol=0)
     torch.testing.assert_close(features.var(dim=1, unbiased=False), torch.ones(1, 2, 2),
                                atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("arch, rate", [("cvt_w24", 0.3), ("cvt_13", 0.1), ("cvt_21", 0.1)])
+def test_stochastic_depth_is_the_released_configuration_s(arch, rate):
+    # cvt-w24-384x384.yaml (Microsoft CvT, copied by Query2Label): DROP_PATH_RATE [0.0, 0.0, 0.3],
+    # linspace(0, rate, depth) over the blocks of the last stage, none before it.
+    spec = CVT_SPECS[arch]
+    depth = spec.depths[-1]
+    body = CvT(arch=arch, dims=[8, 16, 32], heads=[1, 2, 4]).body
+    last = getattr(body, f"stage{len(spec.depths) - 1}").blocks
+    rates = [block.drop_path.drop_prob if hasattr(block.drop_path, "drop_prob") else 0.0 for block in last]
+    assert rates == pytest.approx([rate * index / (depth - 1) for index in range(depth)])
+    for stage in range(len(spec.depths) - 1):
+        blocks = getattr(body, f"stage{stage}").blocks
+        assert all(isinstance(block.drop_path, torch.nn.Identity) for block in blocks)
+    off = CvT(arch=arch, dims=[8, 16, 32], heads=[1, 2, 4], drop_path_rate=0.0).body
+    blocks = getattr(off, f"stage{len(spec.depths) - 1}").blocks
+    assert all(isinstance(block.drop_path, torch.nn.Identity) for block in blocks)

@@ -166,12 +166,19 @@ def test_word_vector_file_with_python_objects_is_refused_by_the_weights_reader(t
 def test_number_of_queries_rules():
     assert resolve_num_queries(None, 80) == 80
     assert resolve_num_queries(None, 9605) == 100  # official default caps at 100
-    assert resolve_num_queries(-1, 9605) == 9605  # full decoding
+    # -1 is the official train.py default: min(100, classes) (ml_decoder.py: 100 if < 0, clipped
+    # to num_classes), not one query per class, which has its own spelling
+    assert resolve_num_queries(-1, 9605) == 100
+    assert resolve_num_queries(-1, 80) == 80
+    assert resolve_num_queries("per_class", 9605) == 9605
     assert resolve_num_queries(200, 9605) == 200
-    with pytest.raises(ConfigError, match="cannot exceed class_num"):
+    with pytest.raises(ConfigError, match="cannot exceed class_num .80.; use at most 80, or per_class"):
         resolve_num_queries(81, 80)
-    with pytest.raises(ConfigError, match=r"num_of_groups must be a positive integer \(-1: one query"):
+    with pytest.raises(ConfigError, match=r"num_of_groups must be a positive integer \(or -1: min\(100, "
+                                          r"class_num\) as the official code; per_class: one query per class\)"):
         resolve_num_queries(0, 80)
+    with pytest.raises(ConfigError, match=r"got 'all'"):
+        resolve_num_queries("all", 80)
     head = MLDecoderHead(9605, 32, 200, decoder_embedding=16, nheads=2)
     assert head.decoder.duplicate_pooling.shape == (200, 16, 49)  # ceil(9605 / 200)
     assert head.decoder.duplicate_pooling_bias.shape == (9605,)

@@ -55,7 +55,11 @@ def test_build_transforms_runs_a_pipeline_reproducibly():
     ([{"ResizeImage": {"size": 0}}], r"size must be a positive integer \(or a \[width, height\] list\), got 0$"),
     ([{"ResizeImage": {"size": 8, "interpolation": "bilinar"}}],
      r"interpolation must be one of nearest, bilinear, .*random, got 'bilinar'\. Did you mean 'bilinear'\?$"),
-    ([{"ResizeImage": {"size": 8, "backend": "pil"}}], r"backend must be one of cv2, got 'pil'"),
+    ([{"ResizeImage": {"size": 8, "backend": "PIL"}}],
+     r"backend must be one of cv2, pil, got 'PIL'\. Did you mean 'pil'\?$"),
+    ([{"ResizeImage": {"size": 8, "backend": "pil", "interpolation": "area"}}],
+     r"interpolation \(backend pil\) must be one of nearest, bilinear, bicubic, box, lanczos, hamming, "
+     r"random, got 'area'"),
     ([{"DecodeImage": {"to_rgb": "yes"}}], r"^Train\.ops\.0 DecodeImage: to_rgb must be true or false, got 'yes'$"),
     ([{"DecodeImage": {"reduce_to": 0}}], r"reduce_to must be a positive integer or null \(pixels; null decodes "
                                           r"at full size\), got 0$"),

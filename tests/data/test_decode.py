@@ -190,3 +190,27 @@ def test_reduced_decoding_applies_exif_orientation_and_leaves_other_formats_alon
 def test_undecodable_bytes_raise_data_error(data):
     with pytest.raises(DataError, match="cannot decode"):
         DecodeImage()(data)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_transpose_false_keeps_the_stored_pixels_as_pillow_reads_them(orientation):
+    # The official PyTorch pipelines decode with PIL Image.open(...).convert("RGB"), which never
+    # turns an image; PaddleClas's cv2.imdecode(data, 1) does. Both are available.
+    from PIL import Image
+
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:6, :10] = 255
+    for data in (with_jpeg_exif(encode(stored, ".jpg"), orientation),
+                 with_png_exif(encode(stored), orientation)):
+        as_stored = DecodeImage(exif_transpose=False)(data)
+        np.testing.assert_array_equal(as_stored, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        assert as_stored.shape == (24, 40, 3)
+        turned = DecodeImage()(data)
+        np.testing.assert_array_equal(turned, cv2.imdecode(np.frombuffer(data, np.uint8),
+                                                           cv2.IMREAD_COLOR)[..., ::-1])
+        assert not np.array_equal(turned, as_stored) if orientation == 3 else turned.shape == (40, 24, 3)
+    reduced = DecodeImage(to_rgb=False, reduce_to=10, exif_transpose=False)(
+        with_jpeg_exif(encode(smooth_bgr(200, 320), ".jpg"), orientation))
+    assert reduced.shape == (25, 40, 3)
+    with pytest.raises(ConfigError, match="exif_transpose must be true or false, got 'no'"):
+        DecodeImage(exif_transpose="no")

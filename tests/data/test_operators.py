@@ -18,7 +18,8 @@ def test_resize_squash_and_short_side():
 
 @pytest.mark.parametrize("kwargs", [{"size": 10, "interpolation": "cubic-ish"}, {}, {"size": 10, "resize_short": 5},
                                     {"size": [10]}, {"size": 0}, {"resize_short": 2.5},
-                                    {"size": 10, "backend": "pil"}])
+                                    {"size": 10, "backend": "Pillow"},
+                                    {"size": 10, "backend": "pil", "interpolation": "area"}])
 def test_resize_rejects_bad_keywords(kwargs):
     with pytest.raises(ConfigError):
         ResizeImage(**kwargs)

@@ -1,5 +1,6 @@
 """DecodeImage: image file bytes to uint8 pixels (8-bit, three channels, transparency on white,
-EXIF orientation applied), as a DataLoader worker and the deploy predictor both decode them.
+EXIF orientation applied unless asked not to), as a DataLoader worker and the deploy predictor
+both decode them.
 
 OpenCV decodes the pixels. Pillow reads what OpenCV's decoding call leaves out, from the header
 alone: the stored size (to pick a reduced JPEG decoding scale) and the EXIF orientation."""
@@ -110,11 +111,12 @@ def jpeg_reduction(header: ImageHeader, reduce_to: int | None) -> int:
     return next((factor for factor in REDUCED_DECODE_FLAGS if short_side // factor >= reduce_to), 1)
 
 
-def decode_to_bgr(data: bytes, reduce_to: int | None = None) -> np.ndarray:
+def decode_to_bgr(data: bytes, reduce_to: int | None = None, exif_transpose: bool = True) -> np.ndarray:
     """Decode image file bytes to uint8 BGR HWC: gray is replicated, 16-bit scaled to 8-bit,
-    transparency composited on white, EXIF orientation applied. Undecodable bytes: DataError.
-    With `reduce_to`, a JPEG whose short side is at least twice that is decoded at a reduced
-    scale (see `jpeg_reduction`), so its short side stays >= `reduce_to`."""
+    transparency composited on white, EXIF orientation applied (kept as stored with
+    `exif_transpose=False`). Undecodable bytes: DataError. With `reduce_to`, a JPEG whose short
+    side is at least twice that is decoded at a reduced scale (see `jpeg_reduction`), so its
+    short side stays >= `reduce_to`."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     header = read_header(data)
     factor = jpeg_reduction(header, reduce_to)
@@ -137,7 +139,8 @@ def decode_to_bgr(data: bytes, reduce_to: int | None = None) -> np.ndarray:
         image = _composite_on_white(image[..., :3], image[..., 3])
     elif channels != 3:
         raise DataError(f"unsupported image with {channels} channels")
-    return apply_orientation(np.ascontiguousarray(image), header.orientation)
+    image = np.ascontiguousarray(image)
+    return apply_orientation(image, header.orientation) if exif_transpose else image
 
 
 @TRANSFORMS.register
@@ -148,11 +151,16 @@ class DecodeImage:
     `reduce_to` (pixels, off by default): decode a JPEG at 1/2, 1/4 or 1/8 scale when its short
     side stays >= reduce_to, for sources much larger than the training size (set it to that
     size; the resize after it then starts from a smaller image). The pixels differ slightly from
-    a full decode followed by the same resize, so train and evaluate with the same setting."""
+    a full decode followed by the same resize, so train and evaluate with the same setting.
+
+    `exif_transpose` (default true): turn the image as its EXIF orientation says, as PaddleClas's
+    OpenCV decoding does; false keeps the stored pixel order, as the official Query2Label, ASL and
+    ML-Decoder code reads images (PIL `Image.open(...).convert('RGB')`)."""
 
     def __init__(self, to_rgb: bool = True, channel_first: bool = False,
-                 reduce_to: int | None = None) -> None:
+                 reduce_to: int | None = None, exif_transpose: bool = True) -> None:
         self.to_rgb, self.channel_first = flag(to_rgb, "to_rgb"), flag(channel_first, "channel_first")
+        self.exif_transpose = flag(exif_transpose, "exif_transpose")
         self.reduce_to = integer(reduce_to, "reduce_to", minimum=1, allow_none=True,
                                  why="pixels; null decodes at full size")
 
@@ -165,7 +173,7 @@ class DecodeImage:
             data = data.tobytes()
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"DecodeImage expects encoded file bytes, got {type(data).__name__}")
-        image = decode_to_bgr(bytes(data), self.reduce_to)
+        image = decode_to_bgr(bytes(data), self.reduce_to, self.exif_transpose)
         if self.to_rgb:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return np.ascontiguousarray(image.transpose(2, 0, 1)) if self.channel_first else image

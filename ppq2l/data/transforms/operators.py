@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ppq2l.checks import choice, integer, number, number_list
 from ppq2l.errors import ConfigError, DataError
@@ -19,6 +20,17 @@ INTERPOLATIONS = {
     "lanczos": cv2.INTER_LANCZOS4,
 }
 RANDOM_INTERPOLATION = "random"
+# Pillow's filters by PaddleClas's names (UnifiedResize, backend pil). Pillow widens its filter when
+# it shrinks an image (antialiasing), as torchvision's Resize on PIL images does; OpenCV does not.
+PIL_INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "lanczos": Image.Resampling.LANCZOS,
+    "hamming": Image.Resampling.HAMMING,
+}
+RESIZE_BACKENDS = {"cv2": INTERPOLATIONS, "pil": PIL_INTERPOLATIONS}
 
 
 def as_generator(rng: np.random.Generator | None) -> np.random.Generator:
@@ -40,7 +52,10 @@ def size_pair(value: Any, key: str) -> tuple[int, int]:
 # ------------------------------------------------------------------------------- geometry
 @TRANSFORMS.register
 class ResizeImage:
-    """Resize to `size` (an int or [w, h], aspect not kept) or so the short side is `resize_short`."""
+    """Resize to `size` (an int or [w, h], aspect not kept) or so the short side is `resize_short`.
+    `backend`: cv2 (OpenCV, no antialiasing when shrinking) or pil (Pillow, antialiased: the
+    pixels of torchvision's `Resize` on a PIL image, which the official Query2Label, ASL and
+    ML-Decoder code trains and evaluates on, and of PaddleClas's `backend: pil`)."""
 
     def __init__(self, size: int | Sequence[int] | None = None, resize_short: int | None = None,
                  interpolation: str | None = "bilinear", backend: str = "cv2") -> None:
@@ -49,10 +64,11 @@ class ResizeImage:
                               f"resize_short={resize_short!r}")
         self.size = size_pair(size, "size") if size is not None else None
         self.resize_short = integer(resize_short, "resize_short", minimum=1, allow_none=True)
+        self.backend = choice(backend, "backend", list(RESIZE_BACKENDS))
+        self.filters = RESIZE_BACKENDS[self.backend]
         interpolation = "bilinear" if interpolation is None else interpolation
-        self.interpolation = choice(interpolation, "interpolation",
-                                    [*INTERPOLATIONS, RANDOM_INTERPOLATION])
-        choice(backend, "backend", ["cv2"])  # PaddleClas also has 'pil'; only OpenCV is here
+        key = "interpolation" if self.backend == "cv2" else "interpolation (backend pil)"
+        self.interpolation = choice(interpolation, key, [*self.filters, RANDOM_INTERPOLATION])
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(w, h) an image of `width` x `height` is resized to."""
@@ -65,12 +81,26 @@ class ResizeImage:
         height, width = image.shape[:2]
         name = self.interpolation
         if name == RANDOM_INTERPOLATION:
-            names = list(INTERPOLATIONS)
+            names = list(self.filters)
             name = names[int(as_generator(rng).integers(len(names)))]
-        resized = cv2.resize(image, self.output_size(width, height),
-                             interpolation=INTERPOLATIONS[name])
+        size = self.output_size(width, height)
+        if self.backend == "pil":
+            return pil_resize(image, size, self.filters[name])
+        resized = cv2.resize(image, size, interpolation=self.filters[name])
         # cv2 drops a trailing channel axis of size 1; keep the layout the next op expects
         return resized.reshape(*resized.shape[:2], *image.shape[2:])
+
+
+def pil_resize(image: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """`image` (uint8, HW, HW1 or HW3) resized by Pillow to `size` (w, h), in the same layout."""
+    channels = image.shape[2] if image.ndim == 3 else 0
+    if image.dtype != np.uint8 or channels not in (0, 1, 3):
+        raise ConfigError(f"ResizeImage backend pil needs a uint8 image with 1 or 3 channels, got "
+                          f"shape {image.shape} {image.dtype}; place it before NormalizeImage or "
+                          f"use backend cv2")
+    planar = image.reshape(image.shape[:2]) if channels == 1 else image
+    resized = np.asarray(Image.fromarray(np.ascontiguousarray(planar)).resize(size, resample))
+    return resized.reshape(*resized.shape[:2], *image.shape[2:])
 
 
 @TRANSFORMS.register

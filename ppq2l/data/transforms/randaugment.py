@@ -142,9 +142,10 @@ ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")  # value v means 
 class RandAugment:
     """Apply `num_layers` ops drawn uniformly from RANDAUGMENT_OPS, each at strength
     `magnitude / max_level` of its range (ranges as in RandAugment), to a uint8 RGB HWC image.
-    `interpolation` is how Rotate, Shear and Translate resample (nearest, bilinear or bicubic):
-    the PIL RandAugment of the official Q2L / ML-Decoder training uses PIL's default, nearest,
-    which is also faster (README, Performance)."""
+    `interpolation` is how Rotate, Shear and Translate resample (nearest, bilinear or bicubic).
+    This is not the policy of the official Query2Label / ASL / ML-Decoder training (that is
+    RandAugmentV4: ops applied with probability 0.5 at random magnitudes, Invert and Cutout among
+    them, no Identity, shears resampled bicubic about the top-left corner, rotation one way)."""
 
     def __init__(self, num_layers: int = 2, magnitude: float = 5, max_level: float = 10,
                  fillcolor: Sequence[int] | int = (128, 128, 128),
