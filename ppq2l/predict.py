@@ -26,6 +26,7 @@ from ppq2l.data.transforms import build_transforms
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.postprocess import build_postprocess
 from ppq2l.utils.logger import get_logger
+from ppq2l.utils.prefetch import ordered_map
 
 DEFAULT_POSTPROCESS = {"name": "MultiLabelThreshOutput", "threshold": 0.5}
 EVAL_OPS_KEY, INFER_OPS_KEY = "DataLoader.Eval.dataset.transform_ops", "Infer.transforms"
@@ -43,9 +44,12 @@ def exit_status(records: Sequence[dict]) -> int:
 def failure_summary(records: Sequence[dict]) -> str | None:
     """One line naming every input without a prediction, or None when all were predicted."""
     failed = [record["file_name"] for record in records if "error" in record]
-    if not failed:
-        return None
-    return (f"{len(failed)} of {len(records)} files have no prediction (see their error records): "
+    return failure_line(failed, len(records)) if failed else None
+
+
+def failure_line(failed: Sequence[str], total: int) -> str:
+    """The line naming the `failed` inputs among `total` (for a run that keeps no records)."""
+    return (f"{len(failed)} of {total} files have no prediction (see their error records): "
             f"{', '.join(failed)}")
 
 
@@ -126,7 +130,9 @@ class Backend:
 
 @dataclass
 class StageTimer:
-    """Accumulated seconds and images per stage, for a benchmark report."""
+    """Accumulated seconds and images per stage, for a benchmark report. With worker threads,
+    "preprocess" is the time the loop waited for preprocessed images: what inference did not
+    hide."""
 
     seconds: dict[str, float] = field(default_factory=lambda: {"preprocess": 0.0, "inference": 0.0,
                                                                "postprocess": 0.0})
@@ -208,34 +214,41 @@ class Predictor:
                  threshold: float | Sequence[float] | None = None, device: str | None = None,
                  config: dict | str | os.PathLike | None = None, use_gpu: bool | None = None,
                  use_tensorrt: bool | None = None, use_fp16: bool | None = None,
-                 cpu_num_threads: int | None = None, transform_ops: list[dict] | None = None,
+                 cpu_num_threads: int | None = None, use_io_binding: bool | None = None,
+                 num_workers: int = 0, transform_ops: list[dict] | None = None,
                  postprocess: dict | None = None, logger: logging.Logger | None = None) -> None:
         logger = logger or get_logger()
         options = {"use_gpu": use_gpu, "use_tensorrt": use_tensorrt, "use_fp16": use_fp16,
-                   "cpu_num_threads": cpu_num_threads}
+                   "cpu_num_threads": cpu_num_threads, "use_io_binding": use_io_binding}
         backend = load_backend(model, device=device, config=config, onnx_options=options,
                                logger=logger)
-        self._setup(backend, batch_size, threshold, transform_ops, postprocess, logger,
-                    ("transform_ops", "postprocess"))
+        self._setup(backend, batch_size, num_workers, threshold, transform_ops, postprocess,
+                    logger, ("transform_ops", "postprocess"))
 
     @classmethod
-    def from_backend(cls, backend: Backend, *, batch_size: int = 1,
+    def from_backend(cls, backend: Backend, *, batch_size: int = 1, num_workers: int = 0,
                      threshold: float | Sequence[float] | None = None,
                      transform_ops: list[dict] | None = None, postprocess: dict | None = None,
                      logger: logging.Logger | None = None,
                      option_names: tuple[str, str] = ("transform_ops", "postprocess")) -> Predictor:
         """A predictor on a ready backend; `option_names` are what errors call the two overrides."""
         predictor = cls.__new__(cls)
-        predictor._setup(backend, batch_size, threshold, transform_ops, postprocess,
+        predictor._setup(backend, batch_size, num_workers, threshold, transform_ops, postprocess,
                          logger or get_logger(), option_names)
         return predictor
 
-    def _setup(self, backend: Backend, batch_size: int, threshold: Any,
+    def _setup(self, backend: Backend, batch_size: int, num_workers: int, threshold: Any,
                transform_ops: list[dict] | None, postprocess: dict | None,
                logger: logging.Logger, option_names: tuple[str, str]) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError(f"num_workers must be an int >= 0 (0: preprocess in the calling "
+                              f"thread), got {num_workers!r}")
         self.backend, self.batch_size, self.logger = backend, batch_size, logger
+        self.num_workers = num_workers
+        # images preprocessed ahead of the model: the next batch plus two per worker thread
+        self.prefetch = batch_size + 2 * num_workers
         ops, where = backend.preprocess, backend.preprocess_where
         if transform_ops is not None:
             logger.warning("%s replaces the preprocessing of %s; results may differ from "
@@ -265,7 +278,7 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor({self.backend.source!r}, device={self.backend.device!r}, "
-                f"batch_size={self.batch_size})")
+                f"batch_size={self.batch_size}, num_workers={self.num_workers})")
 
     def __call__(self, inputs: Any) -> list[dict]:
         """One record per image, in input order: `{class_ids, scores, label_names, file_name}`, or
@@ -292,9 +305,10 @@ class Predictor:
 
     def _run_inputs(self, inputs: Any, run: Callable[[np.ndarray], tuple]) -> tuple:
         arrays = []
-        for name, source in expand_inputs(inputs):
+        for (name, _), get in ordered_map(lambda item: self.preprocess(item[1]), expand_inputs(inputs),
+                                          self.num_workers, self.prefetch):
             try:
-                arrays.append(self.preprocess(source))
+                arrays.append(get())
             except (DataError, OSError) as error:
                 raise DataError(f"{name}: {error}") from None
         if not arrays:
@@ -342,16 +356,28 @@ class Predictor:
             image = image.transpose(2, 0, 1)
         return self._pixel_transforms(np.ascontiguousarray(image))
 
-    def iter_records(self, items: Sequence[tuple[str, Path | np.ndarray]]) -> Iterator[dict]:
+    def iter_records(self, items: Iterable[tuple[str, Path | np.ndarray]]) -> Iterator[dict]:
         """The loop: records in input order. Batches of `batch_size` are formed from the readable
         inputs across the whole sequence (a bad file only gets its error record), and a batch is
-        run early when the next image has another size (size-dependent preprocessing)."""
+        run early when the next image has another size (size-dependent preprocessing). `items`
+        is read lazily; with `num_workers` threads the images are decoded and preprocessed ahead
+        of the model, at most `prefetch` of them at a time, so memory stays flat on any input."""
+        prepared = ordered_map(lambda item: self.preprocess(item[1]), items, self.num_workers,
+                               self.prefetch)
+        try:
+            yield from self._batched(prepared)
+        finally:
+            prepared.close()  # an abandoned or failed run cancels the images not started
+
+    def _batched(self, prepared: Iterator[tuple[tuple[str, Any], Callable[[], np.ndarray]]]
+                 ) -> Iterator[dict]:
+        """The records of `iter_records` from its (item, get preprocessed array) stream."""
         queue: list[dict | None] = []  # records in input order; None until its batch is scored
         pending: list[tuple[int, str, np.ndarray]] = []
-        for name, source in items:
+        for (name, source), get in prepared:
             began = time.perf_counter()
             try:
-                array = self.preprocess(source)
+                array = get()
             except (DataError, OSError) as error:
                 self.logger.warning("%s: %s", name, error)
                 queue.append({"file_name": name, "error": str(error)})

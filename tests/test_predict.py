@@ -245,3 +245,53 @@ def test_wrong_inputs_are_config_errors_before_any_work(files, tmp_path):
     with pytest.raises(ConfigError, match="batch_size must be a positive int"):
         predictor_on(model, batch_size=0)
     assert model.batches == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_worker_threads_give_the_same_records_and_batches(files, batch_size):
+    serial_model, threaded_model = FakeModel(), FakeModel()
+    serial = predictor_on(serial_model, batch_size=batch_size)(files * 3)
+    threaded = predictor_on(threaded_model, batch_size=batch_size, num_workers=3)(files * 3)
+    assert threaded == serial and len(serial) == 21
+    assert threaded_model.batches == serial_model.batches
+
+
+def test_the_threaded_loop_reads_its_input_lazily_within_the_bound(files):
+    """A generator of inputs (a huge folder) is consumed only `prefetch` images ahead of the
+    batches scored: memory does not grow with the number of files."""
+    taken = []
+
+    def inputs():
+        for index in range(200):
+            taken.append(index)
+            path = files[index % len(files)]
+            yield str(path), path
+
+    model = FakeModel()
+    predictor = predictor_on(model, batch_size=4, num_workers=2)
+    assert predictor.prefetch == 4 + 2 * 2
+    taken_at_batch = []
+    run = predictor.backend.run
+    predictor.backend.run = lambda batch: (taken_at_batch.append(len(taken)), run(batch))[1]
+    records = list(predictor.iter_records(inputs()))
+    assert len(records) == 200 and len(taken) == 200
+    # before batch k runs, its 4 readable images and the error records between them were taken,
+    # plus at most `prefetch` images behind them; 7 files hold 5 readable ones
+    for number, count in enumerate(taken_at_batch, start=1):
+        readable_files_needed = -(-4 * number // 5) * 7
+        assert count <= readable_files_needed + predictor.prefetch
+
+
+def test_a_config_error_in_a_worker_stops_the_run(files):
+    with pytest.raises(ConfigError, match="must end with a CHW array"):
+        predictor_on(FakeModel(), ops=OPS[:2], num_workers=2)(files)
+    with pytest.raises(ConfigError, match=r"num_workers must be an int >= 0"):
+        predictor_on(FakeModel(), num_workers=-1)
+    with pytest.raises(ConfigError, match=r"num_workers must be an int >= 0"):
+        predictor_on(FakeModel(), num_workers=True)
+
+
+def test_scores_with_workers_equal_scores_without(files):
+    good = [path for path in files if "good" in path.name]
+    assert np.array_equal(predictor_on(FakeModel(), batch_size=2, num_workers=2).scores(good),
+                          predictor_on(FakeModel(), batch_size=2).scores(good))

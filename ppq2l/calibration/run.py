@@ -17,7 +17,9 @@ from ppq2l.calibration.policy import parse_policy
 from ppq2l.calibration.scores_file import (
     FILE_NAME,
     Scores,
+    encode_targets,
     load_scores,
+    require_known_labels,
     same_source,
     save_scores,
     scores_source,
@@ -105,15 +107,15 @@ def obtain_scores(config: dict, scorer: ModelScorer, mode: str, section: dict, p
             if same_source(saved.source, wanted):
                 logger.info("reusing the scores of %s in %s (%d images)", data_key, path,
                             saved.num_images)
-                return saved
+                return require_known_labels(saved, "calibration")
             logger.info("%s holds scores of another checkpoint or data set config; scoring %s",
                         path, data_key)
     scores, targets, image_paths = scorer(mode, section)
-    result = Scores(scores, (targets >= 0.5).astype(np.uint8), image_paths, names, wanted, path)
+    result = Scores(scores, encode_targets(targets), image_paths, names, wanted, path)
     if is_main_process():
         save_scores(path, result)
         logger.info("saved the scores of %s to %s", data_key, path)
-    return result
+    return require_known_labels(result, "calibration")
 
 
 def calibration_section(config: dict, dataset: dict) -> dict:
@@ -240,7 +242,8 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
     names = config_label_names(config, context.class_num)
     scorer = ModelScorer(context, weights) if needs_model else None
     if settings["scores"] is not None:
-        evaluation = load_scores(settings["scores"], "Calibrate.scores")
+        evaluation = require_known_labels(load_scores(settings["scores"], "Calibrate.scores"),
+                                          "calibration")
         logger.info("scores of DataLoader.Eval from %s (%d images)", evaluation.path,
                     evaluation.num_images)
     else:

@@ -1,6 +1,7 @@
 """scores.npz: a model's sigmoid scores on a data set, saved once by tools/eval.py (and by
 tools/calibrate.py when it had to score) so that calibration and reports need no second pass of
-the model. It holds `scores` float32 [N, C], `targets` uint8 [N, C], `image_paths`,
+the model. It holds `scores` float32 [N, C], `targets` int8 [N, C] (1 positive, 0
+negative, -1 unknown), `image_paths`,
 `class_names` and `source` (JSON: the checkpoint, its fingerprint, and the data set's config),
 which decides whether the file still belongs to a checkpoint and data set."""
 from __future__ import annotations
@@ -42,6 +43,24 @@ class Scores:
         return int(self.scores.shape[0])
 
 
+def encode_targets(targets: Any) -> np.ndarray:
+    """Targets as stored: int8, 1 where a label is >= 0.5, -1 where it is unknown (< 0), else 0."""
+    targets = np.asarray(targets)
+    return np.where(targets < 0, -1, targets >= 0.5).astype(np.int8)
+
+
+def require_known_labels(data: Scores, what: str) -> Scores:
+    """`data` if every label is known; a DataError otherwise, since thresholds and report
+    figures computed with unknown labels counted as negatives would be wrong without a word."""
+    unknown = int((np.asarray(data.targets) < 0).sum())
+    if unknown:
+        where = data.path or data.source.get("list_file") or data.source.get("data")
+        raise DataError(f"{what}: {unknown} of {data.targets.size} labels in the scores of {where} are "
+                        f"unknown (-1); per-class thresholds and the report need every label known "
+                        f"(they would count unknown labels as negatives): score a fully labelled list")
+    return data
+
+
 def scores_source(weights: str | os.PathLike, data_key: str, dataset: dict,
                   config: dict) -> dict[str, Any]:
     """What identifies a set of scores: the checkpoint (path and fingerprint), the data set's
@@ -67,7 +86,7 @@ def save_scores(path: str | os.PathLike, scores: Scores) -> Path:
     source = json.dumps({"format": FORMAT, "version": VERSION, **scores.source})
     with atomic_output(path) as handle:
         np.savez(handle, scores=np.asarray(scores.scores, dtype=np.float32),
-                 targets=(np.asarray(scores.targets) >= 0.5).astype(np.uint8),
+                 targets=encode_targets(scores.targets),
                  image_paths=np.asarray(scores.image_paths, dtype=str),
                  class_names=np.asarray(names, dtype=str), source=np.asarray(source))
     return path

@@ -8,6 +8,8 @@ Global.export_attention=True, each predicted label's map is drawn over its image
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import sys
@@ -15,23 +17,23 @@ from typing import Any, Sequence
 
 from ppq2l.cli import run_cli
 from ppq2l.config import apply_override, read_yaml
-from ppq2l.data.image_files import collect_image_files
+from ppq2l.data.image_files import iter_image_files
 from ppq2l.errors import ConfigError
 from ppq2l.explain.render import OverlayWriter
 from ppq2l.export.onnx_runtime import onnx_backend
-from ppq2l.postprocess.records import write_records
-from ppq2l.predict import Predictor, exit_status, failure_summary
-from ppq2l.utils.atomic_write import prepare_output_dir, prepare_output_file
+from ppq2l.predict import Predictor, failure_line
+from ppq2l.utils.atomic_write import atomic_output, prepare_output_dir, prepare_output_file
 from ppq2l.utils.logger import get_logger
 
 GLOBAL_KEYS: dict[str, tuple[type, ...]] = {
     "infer_imgs": (str,), "inference_model_dir": (str,), "batch_size": (int,), "use_gpu": (bool,),
     "use_tensorrt": (bool,), "use_fp16": (bool,), "cpu_num_threads": (int,), "save_path": (str,),
-    "benchmark": (bool,), "save_visual_dir": (str,),
+    "benchmark": (bool,), "save_visual_dir": (str,), "num_workers": (int,), "use_io_binding": (bool,),
 }
 GLOBAL_DEFAULTS: dict[str, Any] = {"batch_size": 1, "use_gpu": False, "use_tensorrt": False,
                                    "use_fp16": False, "cpu_num_threads": None, "save_path": None,
-                                   "benchmark": False, "save_visual_dir": None}
+                                   "benchmark": False, "save_visual_dir": None, "num_workers": 2,
+                                   "use_io_binding": True}
 SECTIONS = ("Global", "PreProcess", "PostProcess")
 NO_TORCH_STATUS = 3
 
@@ -61,8 +63,12 @@ def load_deploy_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -
     for key in ("infer_imgs", "inference_model_dir"):
         if not config["Global"].get(key):
             raise ConfigError(f"Global.{key} is required (set it with -o Global.{key}=PATH)")
-    if config["Global"]["batch_size"] < 1:
-        raise ConfigError(f"Global.batch_size must be >= 1, got {config['Global']['batch_size']}")
+    for key, smallest, meaning in (("batch_size", 1, "images per model run"),
+                                   ("num_workers", 0, "preprocessing threads; 0 preprocesses in "
+                                                      "the main thread")):
+        value = config["Global"][key]
+        if value is None or value < smallest:
+            raise ConfigError(f"Global.{key} must be an int >= {smallest} ({meaning}), got {value!r}")
     return config
 
 
@@ -80,8 +86,10 @@ def override_sections(config: dict) -> tuple[list[dict] | None, dict | None]:
     return ops, postprocess
 
 
-def run(config: dict) -> list[dict]:
-    """Predict every file of Global.infer_imgs; print the records (and the benchmark)."""
+def run(config: dict) -> tuple[int, list[str]]:
+    """Predict every file of Global.infer_imgs, printing each record (and saving it) as soon as
+    its batch is scored: the folder is read lazily and no record is kept, so memory stays flat
+    on any number of files. Returns the number of records and the names of the failed files."""
     settings = config["Global"]
     logger = get_logger()
     ops, postprocess = override_sections(config)
@@ -92,12 +100,14 @@ def run(config: dict) -> list[dict]:
                   if settings["save_visual_dir"] is not None else None)
     backend = onnx_backend(settings["inference_model_dir"], use_gpu=settings["use_gpu"],
                            use_tensorrt=settings["use_tensorrt"], use_fp16=settings["use_fp16"],
-                           cpu_num_threads=settings["cpu_num_threads"], logger=logger)
+                           cpu_num_threads=settings["cpu_num_threads"],
+                           use_io_binding=settings["use_io_binding"], logger=logger)
     predictor = Predictor.from_backend(backend, batch_size=settings["batch_size"],
+                                       num_workers=settings["num_workers"],
                                        transform_ops=ops, postprocess=postprocess, logger=logger,
                                        option_names=("PreProcess.transform_ops", "PostProcess"))
-    logger.info("model %s on %s", backend.source, backend.device)
-    files = collect_image_files(settings["infer_imgs"], "Global.infer_imgs")
+    logger.info("model %s on %s, %d preprocessing threads", backend.source, backend.device,
+                settings["num_workers"])
     if visual_dir is not None:
         if backend.run_with_maps is None:
             raise ConfigError(f"Global.save_visual_dir draws per-label maps, but "
@@ -106,22 +116,29 @@ def run(config: dict) -> list[dict]:
                                              predictor.postprocess.label_names,
                                              root=settings["infer_imgs"]))
     if settings["benchmark"]:
-        predictor.warm_up(files)
-    records = predictor(files)
-    for record in records:
-        print(json.dumps(record))
-    if save_path is not None:
-        write_records(records, save_path)
+        predictor.warm_up(list(itertools.islice(
+            iter_image_files(settings["infer_imgs"], "Global.infer_imgs"), 4 * settings["batch_size"])))
+    files = iter_image_files(settings["infer_imgs"], "Global.infer_imgs")
+    total, failed = 0, []
+    with contextlib.ExitStack() as stack:
+        saved = None if save_path is None else stack.enter_context(atomic_output(save_path, "w"))
+        for record in predictor.iter_records((str(path), path) for path in files):
+            line = json.dumps(record)
+            print(line)
+            if saved is not None:
+                saved.write(line + "\n")
+            total += 1
+            if "error" in record:
+                failed.append(record["file_name"])
     if settings["benchmark"]:
         timing = predictor.timer.per_image_ms()
         print(f"benchmark ({predictor.timer.images} images, batch {settings['batch_size']}, "
               f"{backend.device}): "
               + ", ".join(f"{stage} {value:.3f} ms/image" for stage, value in timing.items()),
               file=sys.stderr)
-    summary = failure_summary(records)
-    if summary:
-        print(summary, file=sys.stderr)
-    return records
+    if failed:
+        print(failure_line(failed, total), file=sys.stderr)
+    return total, failed
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -141,13 +158,13 @@ def cli(argv: Sequence[str] | None = None) -> int:
     outcome: dict = {}
 
     def predict(_: Any) -> None:
-        outcome["records"] = run(load_deploy_config(arguments.config, arguments.override))
+        outcome["failed"] = run(load_deploy_config(arguments.config, arguments.override))[1]
 
     status = run_cli(predict)
     if arguments.check_no_torch and "torch" in sys.modules:
         print("error: torch was imported by the deploy predictor", file=sys.stderr)
         return NO_TORCH_STATUS
-    return exit_status(outcome["records"]) if status == 0 else status
+    return (1 if outcome["failed"] else 0) if status == 0 else status
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Data pipeline: image transforms, batch transforms (CutMix), list-file datasets and the loader
-builder. Importing the package registers the image transforms; the torch-based parts (batch
-transforms, datasets, loader) load on first use, so a torch-free deploy predictor can import
-`ppq2l.data.transforms` and `ppq2l.data.label_map`."""
+"""Data pipeline: image transforms, batch transforms (CutMix), datasets (list, CSV, COCO, VOC,
+NUS-WIDE, OpenImages, shards) and the loader builder. Importing the package registers the image
+transforms; the torch-based parts (batch transforms, datasets, loader) load on first use, so a
+torch-free deploy predictor can import `ppq2l.data.transforms` and `ppq2l.data.label_map`."""
 from __future__ import annotations
 
 import importlib
@@ -24,6 +24,10 @@ _LAZY_ATTRIBUTES = {
     "csv_dataset": "ppq2l.data.csv_dataset",
     "CocoDataset": "ppq2l.data.coco_dataset",
     "CsvDataset": "ppq2l.data.csv_dataset",
+    "VocDataset": "ppq2l.data.voc",
+    "NusWideDataset": "ppq2l.data.nus_wide",
+    "OpenImagesDataset": "ppq2l.data.openimages",
+    "ShardedDataset": "ppq2l.data.sharded_dataset",
     "dataset_check": "ppq2l.data.dataset_check",
     "device_normalize": "ppq2l.data.device_normalize",
     "DeviceNormalize": "ppq2l.data.device_normalize",

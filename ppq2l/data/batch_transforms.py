@@ -29,7 +29,8 @@ def cutmix_box(height: int, width: int, lam: float,
 @BATCH_TRANSFORMS.register
 class CutMix:
     """With probability `prob`, paste a box from a shuffled copy of the batch into each image.
-    Labels: "mix" weights both label vectors by the pasted area, "union" keeps every label of both."""
+    Labels: "mix" weights both label vectors by the pasted area, "union" keeps every label of both;
+    unknown labels (-1) stay unknown (see `mix_targets`)."""
 
     def __init__(self, alpha: float = 1.0, prob: float = 0.5, label_mode: str = "mix") -> None:
         self.alpha = number(alpha, "alpha", above=0, why="of the Beta distribution")
@@ -50,11 +51,19 @@ class CutMix:
             return images, targets
         mixed = images.clone()
         mixed[..., top:bottom, left:right] = images[order][..., top:bottom, left:right]
+        return mixed, self.mix_targets(targets, targets[order], 1.0 - pasted_area / float(height * width))
+
+    def mix_targets(self, own: torch.Tensor, pasted: torch.Tensor, kept: float) -> torch.Tensor:
+        """Targets of images keeping a `kept` fraction of `own` and showing `pasted` in the rest.
+        A label unknown (-1) in either image is unknown after mixing: its share of the mixed
+        target cannot be known, so it never becomes a mixed 0. In union mode a positive in either
+        image is positive whatever the other's label is."""
+        unknown = (own < 0) | (pasted < 0)
         if self.label_mode == "union":
-            return mixed, torch.maximum(targets, targets[order])
+            union = torch.maximum(own, pasted)  # -1 is below every known value
+            return torch.where(unknown & (union < 1), -1.0, union).to(own.dtype)
         # the weight follows the box actually pasted, which clipping may have made smaller
-        kept = 1.0 - pasted_area / float(height * width)
-        return mixed, kept * targets + (1.0 - kept) * targets[order]
+        return torch.where(unknown, -1.0, kept * own + (1.0 - kept) * pasted).to(own.dtype)
 
 
 class BatchCompose:

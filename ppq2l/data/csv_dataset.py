@@ -1,10 +1,16 @@
 """A dataset from a CSV file, the easiest format to write for one's own images. Two layouts:
 
 - names: `path,cat;dog` — the second column lists class names separated by `;` (an empty cell
-  means no class); `class_id_map_file` (`<index> <name>` per line) gives the class order;
-- multi-hot: `path,0,1,0,...` — exactly `class_num` 0/1 columns after the path.
+  means no class); `class_id_map_file` (`<index> <name>` per line) gives the class order. A named
+  class is positive and every other one negative, except: `?name` marks that class unknown,
+  `?*` makes every class the row does not name unknown instead of negative, and `-name` marks a
+  class negative (a verified absence, useful with `?*`). A cell that is a class name as written
+  is always that class, so names that start with `?` or `-` still work.
+- multi-hot: `path,0,1,-1,...` — exactly `class_num` columns of 1, 0 or -1 (unknown).
 
-A first row whose first cell is `path` or `image` is a header and is skipped.
+A first row whose first cell is `path` or `image` is a header and is skipped. The labels are kept
+sparse (the classes that differ from the row's default), so a CSV over thousands of classes with a
+few labels per image, such as the OpenImages converter writes, fits in memory.
 """
 from __future__ import annotations
 
@@ -13,10 +19,9 @@ import io
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ppq2l.data.label_map import read_label_map
-from ppq2l.data.list_dataset import LABEL_VALUES, MultiLabelImageDataset, check_class_num
+from ppq2l.data.label_store import SparseLabels, SparseLabelsBuilder
+from ppq2l.data.list_dataset import LABEL_VALUES, UNKNOWN, MultiLabelImageDataset, check_class_num
 from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose
 from ppq2l.errors import DataError
@@ -24,17 +29,42 @@ from ppq2l.registry import DATASETS
 
 HEADER_NAMES = ("path", "image", "image_path", "filename", "file_name")
 NAME_SEPARATOR = ";"
+ALL_OTHERS_UNKNOWN = "?*"
+STATE_PREFIXES = {"?": UNKNOWN, "-": 0}
+STATE_WORDS = {1: "positive", 0: "negative", UNKNOWN: "unknown"}
+
+
+def parse_name_cell(cell: str, index: dict[str, int], class_names: list[str],
+                    where: str) -> tuple[int, dict[int, int]]:
+    """`(default state, {class: state})` of one `name;?name;-name;?*` cell."""
+    default, explicit = 0, {}
+    for token in filter(None, (part.strip() for part in cell.split(NAME_SEPARATOR))):
+        if token == ALL_OTHERS_UNKNOWN and token not in index:
+            default = UNKNOWN
+            continue
+        name, state = token, 1
+        if token not in index and token[0] in STATE_PREFIXES:
+            name, state = token[1:].strip(), STATE_PREFIXES[token[0]]
+        if name not in index:
+            raise DataError(f"{where}: unknown class {name!r}; classes are {', '.join(class_names)} "
+                            f"(a name, ?name for unknown, -name for negative, {ALL_OTHERS_UNKNOWN} "
+                            "for every other class unknown)")
+        previous = explicit.setdefault(index[name], state)
+        if previous != state:
+            raise DataError(f"{where}: class {name!r} is given as both {STATE_WORDS[previous]} and "
+                            f"{STATE_WORDS[state]}; keep one")
+    return default, explicit
 
 
 def read_csv_labels(csv_path: str | os.PathLike, class_num: int,
-                    class_names: list[str] | None) -> tuple[list[str], np.ndarray, list[int]]:
-    """`(paths, labels uint8 [N, C], line numbers)` from either layout; a DataError names the
-    file, line and what does not fit."""
+                    class_names: list[str] | None) -> tuple[list[str], SparseLabels, list[int]]:
+    """`(paths, labels, line numbers)` from either layout; a DataError names the file, line and
+    what does not fit."""
     path = Path(csv_path)
     if not path.is_file():
         raise DataError(f"csv_path {path} does not exist")
     index = {name: position for position, name in enumerate(class_names or [])}
-    paths, rows, numbers = [], [], []
+    paths, labels, numbers = [], SparseLabelsBuilder(class_num), []
     # newline="": the csv module handles line ends itself (quoted cells may hold them)
     with io.StringIO(read_utf8_text(path, "csv_path"), newline="") as handle:
         for number, cells in enumerate(csv.reader(handle), start=1):
@@ -44,26 +74,20 @@ def read_csv_labels(csv_path: str | os.PathLike, class_num: int,
             if number == 1 and cells[0].lower() in HEADER_NAMES:
                 continue
             where = f"{path}, line {number}"
-            label = np.zeros(class_num, dtype=np.uint8)
             if len(cells) == class_num + 1 and all(cell in LABEL_VALUES for cell in cells[1:]):
-                label[:] = [LABEL_VALUES[cell] for cell in cells[1:]]
+                labels.add(0, {column: LABEL_VALUES[cell] for column, cell in enumerate(cells[1:])})
             elif len(cells) == 2 and class_names is not None:
-                for name in filter(None, (part.strip() for part in cells[1].split(NAME_SEPARATOR))):
-                    if name not in index:
-                        raise DataError(f"{where}: unknown class {name!r}; classes are "
-                                        f"{', '.join(class_names)}")
-                    label[index[name]] = 1
+                labels.add(*parse_name_cell(cells[1], index, class_names, where))
             else:
                 layout = ("'path,name1;name2' (with class_id_map_file) or " if class_names is not None
                           else "")
                 raise DataError(f"{where}: expected {layout}'path' followed by class_num={class_num} "
-                                f"0/1 columns, got {len(cells)} cells: {cells!r}")
+                                f"columns of 0, 1 or -1 (unknown), got {len(cells)} cells: {cells!r}")
             paths.append(cells[0])
-            rows.append(label)
             numbers.append(number)
     if not paths:
         raise DataError(f"{path} has no samples")
-    return paths, np.stack(rows), numbers
+    return paths, labels.build(), numbers
 
 
 @DATASETS.register

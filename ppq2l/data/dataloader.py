@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ppq2l.checks import choice, did_you_mean, flag, integer
-from ppq2l.data import coco_dataset, csv_dataset  # noqa: F401 - registers the datasets
+from ppq2l.data import coco_dataset, csv_dataset, nus_wide, openimages, voc  # noqa: F401 - registers them
 from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
 from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
 from ppq2l.data.list_dataset import as_compose
@@ -30,6 +30,8 @@ from ppq2l.data.loader_workers import (
     stop_workers,
     track_workers,
 )
+from ppq2l.data.shard_sampler import ShardSampler
+from ppq2l.data.sharded_dataset import ShardedDataset
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS
 
@@ -117,7 +119,8 @@ class SeededSampler(Sampler):
 
 class SeededSampleDataset(Dataset):
     """Wraps a dataset with `get(index, rng)` so that `(index, seed)` keys from SeededSampler
-    load `(image, labels, seed)`; other attributes (`labels`, `image_paths`) come from the wrapped one."""
+    (`(index, seed, window)` from ShardSampler) load `(image, labels, seed)`; other attributes
+    (`labels`, `image_paths`) come from the wrapped one."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -125,10 +128,10 @@ class SeededSampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, np.ndarray, int] | LoadFailure | None:
-        index, seed = key
+    def __getitem__(self, key: tuple) -> tuple[Any, np.ndarray, int] | LoadFailure | None:
+        index, seed, *where = key  # ShardSampler adds the window that holds the sample
         try:
-            sample = self.dataset.get(index, np.random.default_rng(seed))
+            sample = self.dataset.get(index, np.random.default_rng(seed), *where)
         except Ppq2lError as error:  # the main process raises it again (see loader_workers)
             return LoadFailure(error)
         return None if sample is None else (*sample, seed)  # None: a skipped bad image
@@ -142,8 +145,9 @@ class SeededSampleDataset(Dataset):
 
 class BatchCollator:
     """Stacks `(image, labels, seed)` samples into tensors `(images [B, 3, H, W], targets [B, C])`,
-    float32 images (uint8 with `uint8_images`, for normalisation on the device), and applies the
-    batch transforms with a generator seeded by the samples."""
+    float32 images (uint8 with `uint8_images`, for normalisation on the device) and int8 targets
+    (1, 0, -1 unknown), and applies the batch transforms with a generator seeded by the samples
+    (their targets are float32, soft where CutMix mixed them, -1 where unknown)."""
 
     def __init__(self, batch_transforms: BatchCompose | None, where: str,
                  uint8_images: bool = False) -> None:
@@ -190,9 +194,10 @@ class BatchCollator:
         self.check(images)
         batch = np.stack(images)
         batch = torch.from_numpy(batch if self.uint8_images else batch.astype(np.float32, copy=False))
-        targets = torch.from_numpy(np.stack(labels).astype(np.float32, copy=False))
+        targets = torch.from_numpy(np.stack(labels).astype(np.int8, copy=False))
         if self.batch_transforms:
-            batch, targets = self.batch_transforms(batch, targets, np.random.default_rng(list(seeds)))
+            # mixing makes soft targets: float32, with -1 still marking unknown labels
+            batch, targets = self.batch_transforms(batch, targets.float(), np.random.default_rng(list(seeds)))
         return batch, targets
 
 
@@ -255,10 +260,10 @@ def build_dataset(dataset_cfg: Any, class_num: int, where: str) -> Any:
 
 def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                      use_cuda: bool = False) -> SeededDataLoader:
-    """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets float32
-    [B, C])`; `batch_transform_ops` (Train only) run in the collate function. With
-    `loader.normalize_on_device` the images are uint8, and DeviceLoader normalises them on the
-    training device."""
+    """A DataLoader for `DataLoader.<mode>` yielding `(images float32 [B, 3, H, W], targets int8
+    [B, C])` (1, 0, -1 unknown; float32 after `batch_transform_ops`, Train only, which run in the
+    collate function). With `loader.normalize_on_device` the images are uint8, and DeviceLoader
+    normalises them on the training device. A ShardedDataset is read in ShardSampler's order."""
     where = f"DataLoader.{mode}"
     section = check_keys(section, SECTION_KEYS, where)
     if "dataset" not in section:
@@ -297,7 +302,11 @@ def build_dataloader(section: dict, mode: str, class_num: int, seed: int = 0,
                           "find the bad images with tools/check_dataset.py and fix or remove them")
     batch_transforms = build_batch_transforms(section.get("batch_transform_ops"),
                                               f"{where}.batch_transform_ops")
-    sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)
+    if isinstance(dataset, ShardedDataset):
+        sampler = ShardSampler(dataset.manifest, shuffle, seed, batch_size, dataset.shuffle_window,
+                               dataset.readers, pad=mode == TRAIN_MODE)
+    else:
+        sampler = SeededSampler(len(dataset), shuffle, seed, pad=mode == TRAIN_MODE)
     extra: dict[str, Any] = {}
     if num_workers > 0:  # these options only mean something with worker processes
         # ignore_stop_signals and nothing else: the main process handles SIGTERM, then stops the

@@ -1,5 +1,9 @@
 """Multi-label datasets: a common base that loads and transforms one image, and the PaddleClas list
-file format `relative/path.jpg<TAB>0,1,0,...`, validated row by row when the dataset is built."""
+file format `relative/path.jpg<TAB>0,1,-1,...`, validated row by row when the dataset is built.
+
+Labels have three states everywhere: 1 positive, 0 negative, -1 unknown (not annotated: the
+losses with `unknown: ignore` and the metrics leave such entries out instead of counting them as
+negatives). They are stored and handed out as int8."""
 from __future__ import annotations
 
 import os
@@ -12,13 +16,15 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ppq2l.checks import flag, integer
+from ppq2l.data.label_store import LabelCounts, SparseLabels, label_counts
 from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose, build_transforms
 from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.registry import DATASETS
 from ppq2l.utils.logger import get_logger
 
-LABEL_VALUES = {"0": 0, "1": 1}
+LABEL_VALUES = {"0": 0, "1": 1, "-1": -1}
+UNKNOWN = -1
 SHOWN_MISSING = 5  # missing images named in an error or warning; the count covers the rest
 
 
@@ -67,6 +73,23 @@ def find_missing_files(paths: Sequence[str]) -> list[int]:
     return missing
 
 
+def check_label_values(labels: Any, sources: Sequence[str]) -> Any:
+    """`labels` as int8 (a SparseLabels table as it is), or a DataError naming the first sample
+    whose value is not 1, 0 or -1."""
+    if isinstance(labels, SparseLabels):
+        return labels
+    values = np.asarray(labels)
+    if values.ndim != 2:
+        raise DataError(f"labels must be a [samples, classes] table, got shape {values.shape}")
+    bad = (values != 1) & (values != 0) & (values != UNKNOWN)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        where = sources[row] if row < len(sources) else f"sample {row}"
+        raise DataError(f"{where}: label {values[row, column]!r} of class {column} is not 1, 0 or "
+                        "-1 (unknown)")
+    return values.astype(np.int8)
+
+
 def _shown(items: Sequence[str]) -> str:
     more = len(items) - SHOWN_MISSING
     return ", ".join(items[:SHOWN_MISSING]) + (f" and {more} more" if more > 0 else "")
@@ -74,10 +97,11 @@ def _shown(items: Sequence[str]) -> str:
 
 class MultiLabelImageDataset(Dataset):
     """Images with multi-hot labels: `get(index, rng)` reads and transforms one image and returns
-    `(image float32 [3, H, W], labels float32 [C])`. Subclasses only parse their annotation format.
-    With `image_root` given, it must be a folder and every listed file must exist (checked here,
-    not hours later in a loader worker); `skip_bad_images` leaves the missing ones out, with a
-    warning."""
+    `(image float32 [3, H, W], labels int8 [C])`, labels 1, 0 or -1 (unknown); `labels` is an int8
+    [N, C] array or, for datasets with many classes, a SparseLabels table. Subclasses only parse
+    their annotation format. With `image_root` given, it must be a folder and every listed file
+    must exist (checked here, not hours later in a loader worker); `skip_bad_images` leaves the
+    missing ones out, with a warning."""
 
     def __init__(self, image_paths: Sequence[str], labels: np.ndarray, sources: Sequence[str],
                  transform_ops: list[dict] | Compose | None, skip_bad_images: bool = False,
@@ -87,7 +111,7 @@ class MultiLabelImageDataset(Dataset):
         # True: an undecodable image yields None (dropped)
         self.skip_bad_images = flag(skip_bad_images, "skip_bad_images")
         self.image_paths = list(image_paths)
-        self.labels = np.asarray(labels, dtype=np.uint8)
+        self.labels = check_label_values(labels, sources)
         self.sources = list(sources)  # where each sample is described, for error messages
         self.transforms = as_compose(transform_ops)
         if image_root is not None:
@@ -118,6 +142,10 @@ class MultiLabelImageDataset(Dataset):
         self.sources = [source for source, kept in zip(self.sources, keep) if kept]
         self.labels = self.labels[keep]
 
+    def label_counts(self) -> LabelCounts:
+        """Per-class counts of positive, negative and unknown labels (and positives per sample)."""
+        return label_counts(self.labels)
+
     @property
     def class_num(self) -> int:
         """Number of classes C."""
@@ -144,7 +172,7 @@ class MultiLabelImageDataset(Dataset):
             if self.skip_bad_images and isinstance(error, DataError):
                 return None
             raise type(error)(f"image {path} ({source}): {error}") from error
-        return image, self.labels[index].astype(np.float32)
+        return image, np.array(self.labels[index], dtype=np.int8)
 
     def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
         return self.get(index)
@@ -155,14 +183,15 @@ def _runs_together(image: str, delimiter: str, class_num: int) -> bool:
     (the row before it without its newline); a space delimiter alone may be part of a name."""
     if "\t" in image:
         return True
-    labels = r"\s*[01](?:\s*,\s*[01]){%d}" % (class_num - 1)
+    labels = r"\s*-?[01](?:\s*,\s*-?[01]){%d}" % (class_num - 1)
     return re.search(re.escape(delimiter) + labels, image) is not None
 
 
 def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
                     delimiter: str = "\t") -> tuple[list[str], np.ndarray, list[int]]:
-    """Parse a list file of `path<delimiter>0,1,...` rows into (paths, labels uint8 [N, C],
-    1-based line numbers). Blank lines are skipped; any other malformed row is a DataError."""
+    """Parse a list file of `path<delimiter>0,1,-1,...` rows into (paths, labels int8 [N, C],
+    1-based line numbers); -1 marks an unknown label. Blank lines are skipped; any other
+    malformed row is a DataError."""
     path = Path(cls_label_path)
     if not path.is_file():
         raise DataError(f"cls_label_path {path} does not exist (expected a list file with rows "
@@ -186,23 +215,24 @@ def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
         values = [value.strip() for value in label_text.split(",")]
         if len(values) != class_num:
             raise DataError(f"{where}: {len(values)} labels, expected class_num={class_num} "
-                            f"comma-separated 0/1 values; row {row!r}")
+                            f"comma-separated values 0, 1 or -1 (unknown); row {row!r}")
         bad = [value for value in values if value not in LABEL_VALUES]
         if bad:
-            raise DataError(f"{where}: labels must be 0 or 1, found {bad[0]!r}; row {row!r}")
+            raise DataError(f"{where}: labels must be 0, 1 or -1 (unknown), found {bad[0]!r}; "
+                            f"row {row!r}")
         paths.append(image.strip())
         rows.append([LABEL_VALUES[value] for value in values])
         numbers.append(number)
     if not paths:
         raise DataError(f"list file {path} has no samples")
-    return paths, np.array(rows, dtype=np.uint8), numbers
+    return paths, np.array(rows, dtype=np.int8), numbers
 
 
 @DATASETS.register
 @DATASETS.register(name="MultiLabelDataset")  # the PaddleClas name
 class MultiLabelListDataset(MultiLabelImageDataset):
-    """Images under `image_root` listed in `cls_label_path` as `relative/path.jpg<TAB>0,1,0,...`
-    with exactly `class_num` labels per row; every row is checked when the dataset is built."""
+    """Images under `image_root` listed in `cls_label_path` as `relative/path.jpg<TAB>0,1,-1,...`
+    with exactly `class_num` labels per row (-1: unknown); every row is checked when the dataset is built."""
 
     def __init__(self, image_root: str | os.PathLike, cls_label_path: str | os.PathLike,
                  transform_ops: list[dict] | Compose | None, class_num: int,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ppq2l.calibration.run import eval_scores_path, section_settings
-from ppq2l.calibration.scores_file import Scores, save_scores, scores_source
+from ppq2l.calibration.scores_file import Scores, encode_targets, require_known_labels, save_scores, scores_source
 from ppq2l.utils.atomic_write import prepare_output_file
 
 
@@ -38,11 +38,12 @@ def write_eval_outputs(outputs: EvalOutputs, config: dict, scores: np.ndarray, t
                        results: dict[str, Any], logger: logging.Logger) -> None:
     """Save the scores and, when asked for, write the report."""
     source = scores_source(weights, "DataLoader.Eval", config["DataLoader"]["Eval"]["dataset"], config)
-    data = Scores(scores, (targets >= 0.5).astype(np.uint8), list(image_paths), names, source,
+    data = Scores(scores, encode_targets(targets), list(image_paths), names, source,
                   outputs.scores_path)
     save_scores(outputs.scores_path, data)
     logger.info("saved the scores to %s", outputs.scores_path)
     if outputs.report_folder is not None:
         from ppq2l.report.from_config import report_from_config
 
+        require_known_labels(data, "Eval.report")
         report_from_config(config, data, outputs.report_folder, results, logger)

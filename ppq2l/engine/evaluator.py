@@ -68,6 +68,14 @@ def build_eval_loss(config: dict) -> nn.Module | None:
     return None if entries is None else build_loss(entries, where="Loss.Eval")
 
 
+def check_unknown_labels(loss_fn: nn.Module | None, loader: Any, where: str) -> None:
+    """A DataError before any work when the dataset of `loader` has unknown labels (-1) that a
+    component of `loss_fn` cannot leave out (every batch is checked again while it runs)."""
+    if loss_fn is not None:
+        unknown = int(loader.dataset.label_counts().unknown.sum())
+        loss_fn.check_unknown_support(unknown > 0, f"{where} ({unknown} unknown labels)")
+
+
 def with_loss(results: dict[str, Any], loss: float | None) -> dict[str, Any]:
     """`results` with the evaluation loss first under "loss" (unchanged without Loss.Eval)."""
     return results if loss is None else {"loss": loss, **results}
@@ -85,12 +93,20 @@ def check_finite_scores(scores: np.ndarray, image_paths: list[str], weights: str
 
 
 def compute_metrics(metrics: list, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-    """Merge the results of every metric on the same scores (targets binarised at 0.5)."""
-    binary = (targets >= 0.5).astype(np.float32)
+    """Merge the results of every metric on the same scores (targets binarised at 0.5; unknown
+    labels, -1, stay -1, and the metrics leave them out)."""
+    binary = np.where(targets < 0, -1, targets >= 0.5).astype(np.int8)
     results: dict[str, Any] = {}
     for metric in metrics:
         results.update(metric(scores, binary))
     return results
+
+
+def unknown_label_counts(targets: np.ndarray) -> dict[str, Any]:
+    """How many of the evaluated labels were unknown (-1), in all and per class."""
+    per_class = (targets < 0).sum(axis=0)
+    return {"num_labels": int(targets.size), "num_unknown_labels": int(per_class.sum()),
+            "unknown_labels_per_class": per_class.astype(int).tolist()}
 
 
 def main_metric_key(metrics: list) -> str:
@@ -133,6 +149,8 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     loader = build_dataloader(require_section(config, "DataLoader.Eval"), "Eval", context.class_num,
                               int(config["Global"]["seed"]), context.device.type == "cuda")
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
+    eval_loss = build_eval_loss(config)
+    check_unknown_labels(eval_loss, loader, "DataLoader.Eval.dataset")
     pointing = None
     if (config.get("Eval") or {}).get("pointing_game"):
         from ppq2l.explain.pointing_game import PointingGameRun, format_pointing_game
@@ -140,19 +158,21 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
         pointing = PointingGameRun(config, model, loader, context.class_num)
     scores, targets, loss = predict_dataset(pointing.model if pointing else model, loader,
                                             context.device, context.precision,
-                                            context.channels_last, loss_fn=build_eval_loss(config))
+                                            context.channels_last, loss_fn=eval_loss)
     check_finite_scores(scores, loader.dataset.image_paths, str(weights))
     results = with_loss(compute_metrics(metrics, scores, targets), loss)
     label_file = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
     names = read_label_map(label_file, context.class_num) if label_file else None
-    context.logger.info("evaluation of %s on %d images:\n%s", weights, len(scores),
+    unknown = unknown_label_counts(targets)
+    context.logger.info("evaluation of %s on %d images (%d of %d labels unknown, left out):\n%s",
+                        weights, len(scores), unknown["num_unknown_labels"], unknown["num_labels"],
                         format_metrics(results, names))
     if pointing is not None:
         results["pointing_game"] = pointing.finish(scores, targets, names)
         context.logger.info("%s", format_pointing_game(results["pointing_game"]))
     if is_main_process():
         write_json(context.output_dir / "eval_metrics.json",
-                   {"weights": str(weights), "num_images": int(len(scores)), **results})
+                   {"weights": str(weights), "num_images": int(len(scores)), **unknown, **results})
         write_eval_outputs(outputs, config, scores, targets, loader.dataset.image_paths, names,
                            str(weights), results, context.logger)
     return results

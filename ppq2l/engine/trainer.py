@@ -40,6 +40,7 @@ from ppq2l.engine.early_stop import EarlyStop, check_epochs_left, last_epoch
 from ppq2l.engine.ema import ModelEMA
 from ppq2l.engine.evaluator import (
     build_eval_loss,
+    check_unknown_labels,
     compute_metrics,
     format_metrics,
     main_metric_key,
@@ -99,6 +100,9 @@ class Trainer:
                                                 self.context.class_num, seed, use_cuda)
         self.loss_fn = build_loss(require_section(config, "Loss.Train"), where="Loss.Train")
         self.eval_loss_fn = build_eval_loss(config)
+        check_unknown_labels(self.loss_fn, self.train_loader, "DataLoader.Train.dataset")
+        if self.eval_loader is not None:
+            check_unknown_labels(self.eval_loss_fn, self.eval_loader, "DataLoader.Eval.dataset")
         self.metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
         self.main_key = main_metric_key(self.metrics)
         self.optimizer, self.lr_scheduler = build_optimizer(

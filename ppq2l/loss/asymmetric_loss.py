@@ -11,6 +11,7 @@ from torch import nn
 
 from ppq2l.checks import choice, flag, number
 from ppq2l.errors import ConfigError
+from ppq2l.loss.unknown_labels import check_unknown_mode, known_count, split_unknown
 from ppq2l.registry import LOSSES
 
 REDUCTIONS = ("sum", "mean", "q2l")
@@ -33,7 +34,8 @@ def check_pair(logits: torch.Tensor, targets: torch.Tensor, where: str) -> None:
 
 @LOSSES.register
 class AsymmetricLoss(nn.Module):
-    """Asymmetric loss for multi-label logits [B, C] and targets [B, C] in [0, 1], computed in float32.
+    """Asymmetric loss for multi-label logits [B, C] and targets [B, C] in [0, 1] or -1 (unknown),
+    computed in float32.
 
     With p = sigmoid(x) and, on negatives, p_m = max(p - clip, 0):
         L = -[ y (1-p)^gamma_pos log(max(p, eps)) + (1-y) p_m^gamma_neg log(max(1-p_m, eps)) ].
@@ -43,13 +45,15 @@ class AsymmetricLoss(nn.Module):
 
     Reductions: "sum" (ASL, ML-Decoder, PaddleClas); "mean" over all B*C elements; "q2l", the
     official Query2Label scaling `-loss.sum() / B / C * 1000`, i.e. 1000 times "mean".
+    Unknown targets: `unknown: ignore` (default) leaves them out of the sum, and "mean" and "q2l"
+    divide by the number of known entries instead of B*C; `unknown: negative` scores them as 0.
     With `disable_torch_grad_focal_loss` the focal weights are constants for autograd (as with
     `--dtgfl` in the Query2Label recipe); the global grad mode is left untouched.
     """
 
     def __init__(self, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
                  eps: float = 1e-8, disable_torch_grad_focal_loss: bool = True,
-                 reduction: str = "sum") -> None:
+                 reduction: str = "sum", unknown: str = "ignore") -> None:
         super().__init__()
         where = "AsymmetricLoss"
         self.gamma_pos = number(gamma_pos, "gamma_pos", minimum=0.0, where=where)
@@ -60,18 +64,21 @@ class AsymmetricLoss(nn.Module):
         self.disable_torch_grad_focal_loss = flag(disable_torch_grad_focal_loss,
                                                   "disable_torch_grad_focal_loss", where=where)
         self.reduction = choice(reduction, "reduction", REDUCTIONS, where=where)
+        self.unknown = check_unknown_mode(unknown, where)
+
+    supports_unknown = True  # targets of -1 are understood (see `unknown`)
 
     def extra_repr(self) -> str:
         return (f"gamma_pos={self.gamma_pos}, gamma_neg={self.gamma_neg}, clip={self.clip}, "
                 f"eps={self.eps}, disable_torch_grad_focal_loss={self.disable_torch_grad_focal_loss}, "
-                f"reduction={self.reduction!r}")
+                f"reduction={self.reduction!r}, unknown={self.unknown!r}")
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Return the reduced loss (a scalar in float32 or wider) for logits and targets [B, C]."""
         check_pair(logits, targets, "AsymmetricLoss")
         dtype = compute_dtype(logits)
         x = logits.to(dtype)
-        y = targets.to(dtype)
+        y, known = split_unknown(targets.to(dtype), self.unknown)
         log_eps = math.log(self.eps)
 
         # log-sigmoid is exact where 1 - sigmoid(x) would round to 0; clamping the log at log(eps)
@@ -95,9 +102,9 @@ class AsymmetricLoss(nn.Module):
         if negative_weight is not None:
             negative = negative * negative_weight
 
-        total = (positive + negative).sum()
+        elementwise = positive + negative  # finite: both logs are clamped at log(eps)
+        total = (elementwise if known is None else elementwise * known).sum()
         if self.reduction == "sum":
             return -total
-        if self.reduction == "mean":
-            return -total / y.numel()
-        return -total / y.shape[0] / y.shape[1] * 1000
+        scale = 1000.0 if self.reduction == "q2l" else 1.0
+        return -total / known_count(y, known) * scale

@@ -10,6 +10,7 @@ from torch import nn
 from ppq2l.checks import choice, number, number_list
 from ppq2l.errors import ConfigError
 from ppq2l.loss.asymmetric_loss import check_pair, compute_dtype
+from ppq2l.loss.unknown_labels import check_unknown_mode, known_count, split_unknown
 from ppq2l.registry import LOSSES
 
 BCE_REDUCTIONS = ("mean", "sum")
@@ -18,12 +19,17 @@ BCE_REDUCTIONS = ("mean", "sum")
 @LOSSES.register
 class BCEWithLogitsLoss(nn.Module):
     """Binary cross-entropy with logits over [B, C]; `pos_weight` (one number or one per class)
-    scales the positive term."""
+    scales the positive term. Targets of -1 are unknown: `unknown: ignore` (default) leaves them
+    out of the sum and of the count "mean" divides by, `unknown: negative` scores them as 0."""
 
-    def __init__(self, reduction: str = "mean", pos_weight: float | Sequence[float] | None = None) -> None:
+    supports_unknown = True
+
+    def __init__(self, reduction: str = "mean", pos_weight: float | Sequence[float] | None = None,
+                 unknown: str = "ignore") -> None:
         super().__init__()
         where = "BCEWithLogitsLoss"
         self.reduction = choice(reduction, "reduction", BCE_REDUCTIONS, where=where)
+        self.unknown = check_unknown_mode(unknown, where)
         values = None
         if isinstance(pos_weight, (list, tuple)):
             values = number_list(pos_weight, "pos_weight", above=0.0,
@@ -44,5 +50,7 @@ class BCEWithLogitsLoss(nn.Module):
                 raise ConfigError(f"BCEWithLogitsLoss: pos_weight has {pos_weight.numel()} values but "
                                   f"the model predicts {logits.shape[1]} classes; give one value or one per class")
             pos_weight = pos_weight.to(device=logits.device, dtype=dtype)
-        return F.binary_cross_entropy_with_logits(logits.to(dtype), targets.to(dtype),
-                                                  pos_weight=pos_weight, reduction=self.reduction)
+        y, known = split_unknown(targets.to(dtype), self.unknown)
+        total = F.binary_cross_entropy_with_logits(logits.to(dtype), y, weight=known,
+                                                   pos_weight=pos_weight, reduction="sum")
+        return total if self.reduction == "sum" else total / known_count(y, known)

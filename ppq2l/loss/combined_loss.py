@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ppq2l.checks import number
-from ppq2l.errors import ConfigError
+from ppq2l.errors import ConfigError, DataError
 from ppq2l.registry import LOSSES
 
 ENTRY_SHAPE = "a one-key mapping such as `- AsymmetricLoss: {weight: 1.0, gamma_neg: 4}`"
@@ -16,9 +16,10 @@ ENTRY_SHAPE = "a one-key mapping such as `- AsymmetricLoss: {weight: 1.0, gamma_
 
 class CombinedLoss(nn.Module):
     """Sum of `weight * loss(logits, targets)` over its components; `forward` returns each
-    component's weighted value under its key and their sum under "loss"."""
+    component's weighted value under its key and their sum under "loss". Targets of -1 (unknown)
+    reach only components that declare `supports_unknown`; for any other, they are a DataError."""
 
-    def __init__(self, entries: Sequence[tuple[str, float, nn.Module]]) -> None:
+    def __init__(self, entries: Sequence[tuple[str, float, nn.Module]], where: str = "Loss") -> None:
         super().__init__()
         if not entries:
             raise ConfigError("a combined loss needs at least one component")
@@ -27,9 +28,22 @@ class CombinedLoss(nn.Module):
             raise ConfigError(f"loss component keys must be unique and not 'loss', got {keys}")
         self.weights = {key: float(weight) for key, weight, _ in entries}
         self.components = nn.ModuleDict({key: module for key, _, module in entries})
+        self.where = where
+        self.unaware = [key for key, _, module in entries if not getattr(module, "supports_unknown", False)]
+
+    def check_unknown_support(self, has_unknown: bool, data: str = "the data") -> None:
+        """A DataError when `data` holds unknown labels that a component cannot leave out."""
+        if has_unknown and self.unaware:
+            raise DataError(
+                f"{data} has unknown labels (-1), but {self.where} {', '.join(self.unaware)} "
+                f"cannot tell them from negatives; use AsymmetricLoss or BCEWithLogitsLoss (with "
+                f"`unknown: ignore`, or `unknown: negative` to score them as negatives on purpose), "
+                f"or give the dataset complete labels")
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return {"loss": weighted sum, <component key>: weighted component value, ...}."""
+        if self.unaware:  # the check costs a device synchronisation, so only where it matters
+            self.check_unknown_support(bool((targets < 0).any()), "a batch")
         values = {key: self.weights[key] * component(logits, targets)
                   for key, component in self.components.items()}
         total = sum(values.values())
@@ -47,4 +61,4 @@ def build_loss(entries: list[dict] | None, where: str = "Loss.Train") -> Combine
         weight = number(kwargs.pop("weight", 1.0), "weight", minimum=0.0, where=f"{place} {name}")
         key = f"{name}_{index}" if counts[name] > 1 else name
         built.append((key, weight, LOSSES.build(name, kwargs, place)))
-    return CombinedLoss(built)
+    return CombinedLoss(built, where)

@@ -5,6 +5,11 @@ Ties: samples with equal scores for a class form one operating point of the prec
 curve (as in scikit-learn), so no result depends on the order of the samples or on the sort
 algorithm. Every AP mode below is computed from the precision at each positive sample's
 threshold, `#positives scoring >= s / #samples scoring >= s`, for all classes at once.
+
+Unknown labels: a target of -1 says the label was never annotated. Every metric then judges each
+class on the samples whose label for it is known (the OpenImages protocol, and VOC's rule for
+"difficult" objects): AP equals scikit-learn's on that subset, and a prediction on an unknown
+label is neither right nor wrong.
 """
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ THREADED_SORT_MIN_SIZE = 1 << 18
 MAX_SORT_THREADS = 16
 
 
-def _validated(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return `scores` as a 2-D real array and the targets as a boolean positives mask."""
+def _validated(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return `scores` as a 2-D real array, the targets as a boolean positives mask and a boolean
+    known mask (None when no label is unknown)."""
     scores, targets = np.asarray(scores), np.asarray(targets)
     if scores.shape != targets.shape:
         raise ValueError(f"scores and targets must have the same shape, got scores {scores.shape} "
@@ -41,14 +47,16 @@ def _validated(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.
         if scores.dtype == np.float16:
             # Widening is exact (ties are kept) and float32 sorts much faster.
             scores = scores.astype(np.float32)
-    positives = targets != 0
-    if targets.dtype.kind != "b":
-        not_binary = positives & (targets != 1)
-        if not_binary.any():
-            row, column = np.argwhere(not_binary)[0]
-            raise ValueError(f"targets must be 0/1 (multi-hot), found {targets[row, column]!r} at "
-                             f"sample {row}, class {column}")
-    return scores, positives
+    if targets.dtype.kind == "b":
+        return scores, targets, None
+    positives = targets == 1
+    unknown = targets == -1
+    not_valid = ~positives & ~unknown & (targets != 0)
+    if not_valid.any():
+        row, column = np.argwhere(not_valid)[0]
+        raise ValueError(f"targets must be 0/1 (multi-hot) or -1 (unknown), found "
+                         f"{targets[row, column].item()!r} at sample {row}, class {column}")
+    return scores, positives, ~unknown if unknown.any() else None
 
 
 def _true_counts(mask: np.ndarray, axis: int) -> np.ndarray:
@@ -98,16 +106,28 @@ def _count_below(sorted_rows: np.ndarray, row_of: np.ndarray, queries: np.ndarra
     return base - row_of * length
 
 
-def _precision_at_positives(scores: np.ndarray, positives: np.ndarray,
-                            counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision at every positive's score, `#positives >= s / #samples >= s` of its class.
+def _unknown_at_or_above(scores: np.ndarray, known: np.ndarray, class_of: np.ndarray,
+                         queries: np.ndarray) -> np.ndarray:
+    """For each query score, how many samples with an unknown label for its class score >= it.
+    Known entries become +inf, which is below no query, so counting the entries below a query
+    counts unknown ones only."""
+    unknown_only = np.where(known, np.inf, scores.astype(np.result_type(scores.dtype, np.float32)))
+    unknown_count = (~known).sum(axis=0)
+    return unknown_count[class_of] - _count_below(sorted_columns(unknown_only), class_of, queries)
+
+
+def _precision_at_positives(scores: np.ndarray, positives: np.ndarray, counts: np.ndarray,
+                            known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision at every positive's score, `#positives >= s / #samples >= s` of its class, the
+    samples counted among those whose label for the class is `known` (all when None).
 
     Returns (class, slot, precision) per positive, grouped by class and ascending by score within
     a class (`slot` = position within the class); tied positives share one precision."""
     num_samples, num_classes = scores.shape
     # Positives in sample-major order (cheaper to find than class-major); the sort below regroups them.
     sample_of, class_of = np.divmod(np.flatnonzero(positives), num_classes)
-    below = _count_below(sorted_columns(scores), class_of, scores[sample_of, class_of])
+    columns = sorted_columns(scores)
+    below = _count_below(columns, class_of, scores[sample_of, class_of])
     # One sort of the (class, samples below) keys groups the positives by class and orders each
     # class by score; tied positives get equal keys, and nothing else about a positive is needed.
     class_of, below = np.divmod(np.sort(class_of * (num_samples + 1) + below), num_samples + 1)
@@ -118,13 +138,19 @@ def _precision_at_positives(scores: np.ndarray, positives: np.ndarray,
     # Every positive from the first of its tie group upwards scores >= it.
     first_tied = slot[np.maximum.accumulate(np.where(new_score, index, 0))]
     at_or_above = counts[class_of] - first_tied
-    return class_of, slot, at_or_above / (num_samples - below)
+    samples = num_samples - below
+    if known is not None:
+        # A positive's score is the smallest score of its class that `below` others are under.
+        queries = columns.ravel()[class_of * num_samples + below]
+        samples = samples - _unknown_at_or_above(scores, known, class_of, queries)
+    return class_of, slot, at_or_above / samples
 
 
 def average_precision(scores: np.ndarray, targets: np.ndarray, mode: str = "integral") -> np.ndarray:
     """Per-class average precision, float64 of length C in [0, 1]; NaN for a class without positives.
 
-    `scores`/`targets` are [N, C] (or [N] for one class); targets are 0/1. Modes:
+    `scores`/`targets` are [N, C] (or [N] for one class); targets are 0/1, or -1 where the label
+    is unknown: those samples are left out of that class's AP. Modes:
     - `integral`: non-interpolated AP, sum over thresholds of recall step x precision; equal to
       `sklearn.metrics.average_precision_score` column by column.
     - `voc`: VOC2010 all-point interpolated AP as the official Query2Label evaluation computes it:
@@ -136,14 +162,14 @@ def average_precision(scores: np.ndarray, targets: np.ndarray, mode: str = "inte
     """
     if mode not in AP_MODES:
         raise ValueError(f"unknown average precision mode {mode!r}; valid modes: {', '.join(AP_MODES)}")
-    scores, positives = _validated(scores, targets)
+    scores, positives, known = _validated(scores, targets)
     num_classes = scores.shape[1]
     counts = _true_counts(positives, axis=0)
     result = np.full(num_classes, np.nan)
     has_positives = counts > 0
     if not has_positives.any():
         return result
-    class_of, slot, precision = _precision_at_positives(scores, positives, counts)
+    class_of, slot, precision = _precision_at_positives(scores, positives, counts, known)
 
     if mode == "integral":
         totals = np.bincount(class_of, weights=precision, minlength=num_classes)
@@ -184,8 +210,12 @@ def _f1(precision: float, recall: float) -> float:
     return 2.0 * precision * recall / total if total > 0 else 0.0
 
 
-def _precision_recall_f1(predicted: np.ndarray, positives: np.ndarray, suffix: str = "") -> dict[str, float]:
-    """Per-class (CP, CR, CF1) and overall (OP, OR, OF1) scores of boolean predictions, in percent."""
+def _precision_recall_f1(predicted: np.ndarray, positives: np.ndarray, suffix: str = "",
+                         known: np.ndarray | None = None) -> dict[str, float]:
+    """Per-class (CP, CR, CF1) and overall (OP, OR, OF1) scores of boolean predictions, in percent;
+    a prediction on an unknown label (not `known`) counts neither way."""
+    if known is not None:
+        predicted = predicted & known
     predicted_count = _true_counts(predicted, axis=0)
     correct_count = _true_counts(predicted & positives, axis=0)
     positive_count = _true_counts(positives, axis=0)
@@ -218,9 +248,10 @@ def threshold_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float 
     has positives, so nothing changes there) but their false positives do count in OP.
     OP is 0 when nothing is predicted (ML-GCN instead adds 1 to the predicted count of every
     class without predictions). Per-class metrics and OR/OF1 are NaN when there are no positives.
+    A score on an unknown label (target -1) is left out: it is neither a hit nor a false alarm.
     """
-    scores, positives = _validated(scores, targets)
-    return _precision_recall_f1(scores >= threshold, positives)
+    scores, positives, known = _validated(scores, targets)
+    return _precision_recall_f1(scores >= threshold, positives, known=known)
 
 
 def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
@@ -256,8 +287,9 @@ def top_k_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 3,
     """CP..OF1 (keys suffixed `_top{k}`, in percent) when each sample predicts its k highest-scoring
     labels (see `top_k_predictions` for ties). With `threshold`, a top-k label also needs a score
     >= threshold, which is how ML-GCN and the paper tables after it compute the top-3 numbers.
-    Same class conventions as `threshold_metrics`."""
-    scores, positives = _validated(scores, targets)
+    Same class conventions as `threshold_metrics`; the k labels are chosen among all classes, and
+    those that fall on unknown labels are then left out."""
+    scores, positives, known = _validated(scores, targets)
     num_classes = scores.shape[1]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= num_classes:
         raise ValueError(f"k must be an integer from 1 to the number of classes ({num_classes}), got {k!r}")
@@ -265,4 +297,4 @@ def top_k_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 3,
         predicted = top_k_predictions(scores, int(k))
     else:
         predicted = top_k_passing(scores, int(k), threshold)
-    return _precision_recall_f1(predicted, positives, suffix=f"_top{k}")
+    return _precision_recall_f1(predicted, positives, suffix=f"_top{k}", known=known)

@@ -4,7 +4,7 @@ Usage (from the repository root):
     python ppq2l/utils/create_coco_multilabel_lists.py --dataset_dir dataset/COCO2017 \
         --image_dir val2017 --anno_path annotations/instances_val2017.json \
         --save_name multilabel_val_list [--output_dir DIR] [--save_label_name]
-        [--label_file_name labels.txt] [--skip_empty]
+        [--label_file_name labels.txt] [--skip_empty] [--crowd unknown] [--unknown_key KEY]
 """
 from __future__ import annotations
 
@@ -132,11 +132,35 @@ class CocoSamples(NamedTuple):
                          if items) or "none skipped"
 
 
-def multilabel_samples(coco: COCO, image_root: str | os.PathLike,
-                       skip_empty: bool = False) -> CocoSamples:
-    """`(file_name, multi-hot label)` per image in image-id order, classes in `coco.getCatIds()`
-    order, and the images left out (missing file, negative size; one warning per reason). The
-    list converter and `CocoDataset` both read COCO through this function."""
+CROWD_MODES = ("positive", "unknown")
+
+
+def image_label(coco: COCO, image: dict, annotations: list[dict], class_index: dict[int, int],
+                crowd: str = "positive", unknown_key: str | None = None) -> list[int]:
+    """The labels of one image: 1 for a class with an annotation, else 0; -1 (unknown) for a class
+    whose only annotations are crowd regions (`crowd: unknown`) or whose id the image lists under
+    `unknown_key` (a key a user adds to the images of the json, e.g. "unknown_category_ids")."""
+    label = [0] * len(class_index)
+    for annotation in annotations:
+        position = class_index[annotation["category_id"]]
+        if crowd == "unknown" and annotation.get("iscrowd"):
+            label[position] = label[position] or -1  # a plain annotation of the class wins
+        else:
+            label[position] = 1
+    for category_id in (image.get(unknown_key) or []) if unknown_key else []:
+        if category_id not in class_index:
+            raise DataError(f"image id {image['id']}: {unknown_key} names category id "
+                            f"{category_id!r}, which is not in 'categories'")
+        label[class_index[category_id]] = -1
+    return label
+
+
+def multilabel_samples(coco: COCO, image_root: str | os.PathLike, skip_empty: bool = False,
+                       crowd: str = "positive", unknown_key: str | None = None) -> CocoSamples:
+    """`(file_name, label)` per image in image-id order, classes in `coco.getCatIds()` order, and
+    the images left out (missing file, negative size; one warning per reason); labels as
+    `image_label` gives them. The list converter and `CocoDataset` both read COCO through this
+    function."""
     category_ids = coco.getCatIds()
     class_index = {category_id: index for index, category_id in enumerate(category_ids)}
     found = CocoSamples([], [], [], 0)
@@ -161,10 +185,8 @@ def multilabel_samples(coco: COCO, image_root: str | os.PathLike,
             empty += 1
             if skip_empty:
                 continue
-        label = [0] * len(category_ids)
-        for annotation in annotations:
-            label[class_index[annotation["category_id"]]] = 1
-        found.samples.append((file_name, label))
+        found.samples.append((file_name, image_label(coco, image, annotations, class_index, crowd,
+                                                     unknown_key)))
     logger = get_logger()
     for items, reason in ((found.missing, "whose file is not found"),
                           (found.negative_size, "with a negative size in the annotation file")):
@@ -199,7 +221,8 @@ def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
                            anno_path: str | os.PathLike, save_name: str | None = None,
                            output_dir: str | os.PathLike | None = None,
                            save_label_name: bool = False, skip_empty: bool = False,
-                           label_file_name: str | None = None) -> dict[str, Any]:
+                           label_file_name: str | None = None, crowd: str = "positive",
+                           unknown_key: str | None = None) -> dict[str, Any]:
     """Write `<output_dir>/<save_name>.txt` and, with `save_label_name` or `label_file_name`, the
     class names (`<output_dir>/labels.txt` by default); return the summary. `image_dir` and
     `anno_path` are relative to `dataset_dir`; `output_dir` defaults to it. Nothing is written
@@ -226,7 +249,7 @@ def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
     category_ids = coco.getCatIds()
     prefix = _list_path_prefix(image_dir)
     logger.info(f"Converting {full_anno_path} ({len(category_ids)} classes)")
-    found = multilabel_samples(coco, image_root, skip_empty)
+    found = multilabel_samples(coco, image_root, skip_empty, crowd, unknown_key)
     if not found.samples:
         left_out = f"; {found.empty} without annotations left out (--skip_empty)" \
             if skip_empty and found.empty else ""
@@ -247,12 +270,14 @@ def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
         _write_lines(label_path, label_lines)
 
     skipped = len(found.missing) + len(found.negative_size)
+    unknown = sum(value < 0 for _, label in found.samples for value in label)
     summary = {"list_path": list_path, "label_path": label_path, "num_written": len(rows),
                "num_skipped": skipped, "num_empty": found.empty,
-               "num_classes": len(category_ids)}
+               "num_classes": len(category_ids), "num_unknown_labels": unknown}
     empty_fate = "left out (--skip_empty)" if skip_empty else "kept as all-zero rows"
     logger.info(f"Wrote {len(rows)} images to {list_path}; skipped {skipped}; {found.empty} "
-                f"without annotations {empty_fate}; {len(category_ids)} classes")
+                f"without annotations {empty_fate}; {len(category_ids)} classes; {unknown} "
+                f"unknown labels (-1)")
     if label_path is not None:
         logger.info(f"Wrote {len(category_ids)} class names to {label_path}")
     return summary
@@ -284,6 +309,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "(implies --save_label_name)")
     parser.add_argument("--skip_empty", action="store_true",
                         help="leave out images without annotations instead of all-zero rows")
+    parser.add_argument("--crowd", choices=CROWD_MODES, default="positive",
+                        help="a class annotated only by crowd regions (iscrowd) in an image: "
+                             "positive, or unknown (-1)")
+    parser.add_argument("--unknown_key", default=None,
+                        help="an image field of the json listing category ids whose labels are "
+                             "unknown (-1) for that image")
     return parser.parse_args(argv)
 
 
@@ -292,7 +323,8 @@ def _convert(argv: Sequence[str] | None) -> None:
     create_multilabel_list(args.dataset_dir, args.image_dir, args.anno_path,
                            save_name=args.save_name, output_dir=args.output_dir,
                            save_label_name=args.save_label_name, skip_empty=args.skip_empty,
-                           label_file_name=args.label_file_name)
+                           label_file_name=args.label_file_name, crowd=args.crowd,
+                           unknown_key=args.unknown_key)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,25 @@ def test_cutmix_union_keeps_both_label_sets_and_prob_zero_is_identity():
     assert same is images and same_targets is targets
 
 
+@pytest.mark.parametrize("label_mode", ["mix", "union"])
+@pytest.mark.parametrize("seed", range(6))
+def test_cutmix_keeps_unknown_labels_unknown(label_mode, seed):
+    """An extra class 4 is unknown in images 0 and 1 and negative in 2 and 3: every image mixed
+    with an unknown one has it unknown (-1), never a mixed 0, and a pair of negatives stays 0;
+    class i, positive in image i, stays positive in union mode and weighs its area in mix mode."""
+    images, eye = constant_batch()
+    targets = torch.cat([eye, torch.tensor([[-1.0], [-1.0], [0.0], [0.0]])], dim=1)
+    mixed, mixed_targets = CutMix(prob=1.0, label_mode=label_mode)(images, targets, np.random.default_rng(seed))
+    area = images.shape[-1] * images.shape[-2]
+    for i in range(4):
+        pasted = [int(v) - 1 for v in mixed[i, 0].unique() if int(v) != i + 1]
+        partner = pasted[0] if pasted else i
+        unknown = i < 2 or partner < 2
+        assert mixed_targets[i, 4] == (-1 if unknown else 0), (i, partner, mixed_targets)
+        kept = float((mixed[i, 0] == i + 1).sum()) / area
+        assert mixed_targets[i, i] == pytest.approx(1.0 if label_mode == "union" else kept)
+
+
 def test_cutmix_is_reproducible_and_validated():
     images, targets = constant_batch()
     first = CutMix(prob=1.0)(images, targets, np.random.default_rng(9))

@@ -86,7 +86,8 @@ def test_eval_loader_keeps_order_and_every_sample(list_root):
     section["sampler"] = {"batch_size": 4, "shuffle": False}
     loader = build_dataloader(section, "Eval", CLASS_NUM)
     targets = torch.cat([batch_targets for _, batch_targets in loader])
-    assert len(loader) == 3 and torch.equal(targets, torch.from_numpy(loader.dataset.labels).float())
+    assert targets.dtype == torch.int8
+    assert len(loader) == 3 and torch.equal(targets, torch.from_numpy(loader.dataset.labels))
 
 
 def test_sampler_shards_across_processes():

@@ -1,5 +1,6 @@
 """MultiLabelListDataset: list files are validated row by row with line numbers, samples come out
-as float32 CHW images with float32 labels, and unreadable images are errors naming the file and line."""
+as float32 CHW images with int8 labels (1, 0, -1 unknown), and unreadable images are errors naming the
+file and line."""
 import cv2
 import numpy as np
 import pytest
@@ -31,14 +32,23 @@ def test_reads_samples_labels_and_paths(tmp_path):
     write_images(tmp_path, ["images/a.png", "images/b.png"])
     dataset = make_dataset(tmp_path, "images/a.png\t1,0,1\nimages/b.png\t0,0,0\n\n\n")
     assert len(dataset) == 2 and dataset.class_num == 3
-    assert dataset.labels.dtype == np.uint8
+    assert dataset.labels.dtype == np.int8
     np.testing.assert_array_equal(dataset.labels, [[1, 0, 1], [0, 0, 0]])
     assert dataset.image_paths == [str(tmp_path / "images/a.png"), str(tmp_path / "images/b.png")]
     image, labels = dataset[1]
     assert image.shape == (3, 16, 16) and image.dtype == np.float32
-    assert labels.dtype == np.float32 and labels.tolist() == [0, 0, 0]
+    assert labels.dtype == np.int8 and labels.tolist() == [0, 0, 0]
     # image b is filled with 40: (40/255 - 0.485) / 0.229 in the first channel
     assert image[0, 0, 0] == pytest.approx((40 / 255 - 0.485) / 0.229, rel=1e-5)
+
+
+def test_minus_one_marks_an_unknown_label(tmp_path):
+    write_images(tmp_path, ["a.png", "b.png"])
+    dataset = make_dataset(tmp_path, "a.png\t1,-1,0\nb.png\t -1, 0 ,-1\n")
+    assert dataset.labels.tolist() == [[1, -1, 0], [-1, 0, -1]]
+    assert dataset[0][1].tolist() == [1, -1, 0] and dataset[0][1].dtype == np.int8
+    with pytest.raises(DataError, match="two rows run together"):
+        make_dataset(tmp_path, "a.png\t1,-1,0b.png\t0,-1,1\n")
 
 
 def test_other_delimiters_paths_with_spaces_and_crlf(tmp_path):
@@ -54,8 +64,10 @@ def test_other_delimiters_paths_with_spaces_and_crlf(tmp_path):
     ("a.png\t1,0,1\nb.png 1,0,1\n", 2, r"separated by '\\t'"),
     ("a.png\t1,0,1\nb.png\t1,0\n", 2, "2 labels, expected class_num=3"),
     ("a.png\t1,0,1\n\nc.png\t1,0,1,0\n", 3, "4 labels, expected class_num=3"),
-    ("a.png\t1,2,0\n", 1, "labels must be 0 or 1, found '2'"),
+    ("a.png\t1,2,0\n", 1, "labels must be 0, 1 or -1 \\(unknown\\), found .2."),
     ("a.png\t1,0.5,0\n", 1, "found '0.5'"),
+    ("a.png\t1,-2,0\n", 1, "found '-2'"),
+    ("a.png\t1,- 1,0\n", 1, "found '- 1'"),
     ("a.png\t1,,0\n", 1, "found ''"),
     ("\t1,0,0\n", 1, "expected 'image_path"),
 ])

@@ -225,3 +225,63 @@ def test_model_without_our_metadata_is_a_clear_error(deployed, tmp_path):
 def test_unknown_deploy_key_is_rejected(deployed):
     result = run_script("-o", "Global.use_gpuu=true")
     assert result.returncode == 2 and "Global.use_gpuu" in result.stderr
+
+
+def test_io_binding_runner_gives_the_plain_runs_scores(deployed):
+    """The IO-binding path, bound on the CPU here (the predictor binds on CUDA only): the same
+    scores as session.run, batch after batch (bindings are cleared between calls)."""
+    import onnxruntime
+
+    from ppq2l.export.onnx_runtime import io_binding_runner, plain_runner
+
+    session = onnxruntime.InferenceSession(str(deployed["model_dir"] / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    plain = plain_runner(session, "images", "scores", np.float32)
+    bound = io_binding_runner(session, "images", "scores", np.float32, "cpu")
+    rng = np.random.default_rng(3)
+    for size in (3, 1, 3):
+        batch = rng.standard_normal((size, 3, 64, 64)).astype(np.float32)
+        assert np.array_equal(bound(batch), plain(batch)) and bound(batch).shape == (size, 12)
+
+
+def test_io_binding_is_used_only_on_the_cuda_provider():
+    import logging
+
+    from ppq2l.export.onnx_runtime import binding_device
+
+    logger = logging.getLogger("test_deploy")
+    assert binding_device(True, ["CUDAExecutionProvider", "CPUExecutionProvider"], logger) == "cuda"
+    assert binding_device(True, ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                 "CPUExecutionProvider"], logger) == "cuda"
+    assert binding_device(True, ["CPUExecutionProvider"], logger) is None
+    assert binding_device(False, ["CUDAExecutionProvider", "CPUExecutionProvider"], logger) is None
+
+
+def test_worker_threads_print_the_same_records_in_the_same_order(deployed, tmp_path):
+    outputs = []
+    for workers in (0, 3):
+        save_path = tmp_path / f"records{workers}.jsonl"
+        result = run_script("-o", f"Global.infer_imgs={deployed['images']}",
+                            "-o", f"Global.inference_model_dir={deployed['model_dir']}",
+                            "-o", "Global.batch_size=4", "-o", f"Global.num_workers={workers}",
+                            "-o", f"Global.save_path={save_path}")
+        assert result.returncode == 1, result.stderr  # the bad files
+        assert records_of(result.stdout) == [json.loads(line) for line in
+                                             save_path.read_text().splitlines()]
+        outputs.append(records_of(result.stdout))
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 13
+    names = [record["file_name"] for record in outputs[0]]
+    assert names == sorted(names, key=lambda name: tuple(name.split(os.sep)))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("Global.num_workers=-1", "Global.num_workers must be an int >= 0 (preprocessing threads"),
+    ("Global.num_workers=two", "Global.num_workers must be int, got 'two'"),
+    ("Global.batch_size=0", "Global.batch_size must be an int >= 1"),
+    ("Global.use_io_binding=maybe", "Global.use_io_binding must be bool, got 'maybe'"),
+])
+def test_bad_throughput_options_are_clear_errors(deployed, override, message):
+    result = run_script("-o", f"Global.infer_imgs={deployed['images']}",
+                        "-o", f"Global.inference_model_dir={deployed['model_dir']}", "-o", override)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr

@@ -238,8 +238,8 @@ def test_nan_scores_and_non_binary_targets_are_rejected():
     with pytest.raises(ValueError, match="NaN.*sample 1, class 1"):
         average_precision(scores, np.zeros((3, 2)))
     targets = np.zeros((3, 2))
-    targets[2, 0] = -1
-    with pytest.raises(ValueError, match="0/1.*sample 2, class 0"):
+    targets[2, 0] = 2
+    with pytest.raises(ValueError, match=r"0/1 \(multi-hot\) or -1 \(unknown\), found 2.0 at sample 2, class 0"):
         mean_average_precision(np.zeros((3, 2)), targets)
 
 

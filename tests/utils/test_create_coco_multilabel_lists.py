@@ -80,7 +80,7 @@ def test_list_is_byte_exact_and_summary_counts(coco_root, ppq2l_log):
     list_path = coco_root / "multilabel_val_list.txt"
     assert list_path.read_bytes() == EXPECTED_LIST.encode()
     assert summary == {"list_path": str(list_path), "label_path": None, "num_written": 4,
-                       "num_skipped": 2, "num_empty": 1, "num_classes": 4}
+                       "num_skipped": 2, "num_empty": 1, "num_classes": 4, "num_unknown_labels": 0}
     assert not (coco_root / "labels.txt").exists()
     warnings = [record.getMessage() for record in ppq2l_log.records
                 if record.levelno == logging.WARNING]
@@ -116,6 +116,33 @@ def test_skip_empty_through_main(coco_root, tmp_path):
     assert status == 0
     expected = "val2017/a.jpg\t1,1,0,0\nval2017/b.jpg\t0,0,1,1\nval2017/c.jpg\t0,0,1,0\n"
     assert (tmp_path / "kept.txt").read_text(encoding="utf-8") == expected
+
+
+def test_crowd_only_classes_and_listed_categories_can_be_unknown(coco_root, tmp_path):
+    """a.jpg has person only as a crowd region: unknown with --crowd unknown; b.jpg lists train
+    under a user's key. A plain annotation beside a crowd one keeps the class positive."""
+    content = json.loads((coco_root / ANNO).read_text())
+    content["annotations"].append({"id": 9, "image_id": 42, "category_id": 3, "iscrowd": 1})
+    content["images"][0]["unknown_category_ids"] = [7]
+    write_coco(coco_root, content)
+    status = main(["--dataset_dir", str(coco_root), "--image_dir", "val2017", "--anno_path", ANNO,
+                   "--output_dir", str(tmp_path), "--save_name", "partial", "--crowd", "unknown",
+                   "--unknown_key", "unknown_category_ids"])
+    assert status == 0
+    assert (tmp_path / "partial.txt").read_text() == ("val2017/a.jpg\t1,-1,0,0\n"
+                                                      "val2017/empty.jpg\t0,0,0,0\n"
+                                                      "val2017/b.jpg\t-1,0,1,1\n"
+                                                      "val2017/c.jpg\t0,0,1,0\n")
+    from ppq2l.data.coco_dataset import CocoDataset
+    ops = [{"DecodeImage": None}, {"ResizeImage": {"size": 4}}, {"NormalizeImage": {"order": ""}},
+           {"ToCHWImage": None}]
+    dataset = CocoDataset(coco_root / "val2017", coco_root / ANNO, ops, 4, crowd="unknown",
+                          unknown_key="unknown_category_ids")
+    assert dataset.labels.tolist() == [[1, -1, 0, 0], [0, 0, 0, 0], [-1, 0, 1, 1], [0, 0, 1, 0]]
+    content["images"][0]["unknown_category_ids"] = [8]
+    write_coco(coco_root, content)
+    with pytest.raises(DataError, match="image id 42: unknown_category_ids names category id 8, which is not"):
+        CocoDataset(coco_root / "val2017", coco_root / ANNO, ops, 4, unknown_key="unknown_category_ids")
 
 
 def test_image_dir_is_normalised_in_rows(coco_root):
