@@ -17,9 +17,14 @@ from ppq2l.utils.logger import get_logger
 DEFAULT_LABEL_FILE = "labels.txt"
 
 
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """--save_name, --output_dir, --save_label_name and --label_file_name."""
-    parser.add_argument("--save_name", required=True, help="list file name without .txt")
+def add_output_arguments(parser: argparse.ArgumentParser, save_name_default: str | None = None) -> None:
+    """--save_name (required unless `save_name_default` says what it defaults to), --output_dir,
+    --save_label_name and --label_file_name."""
+    if save_name_default is None:
+        parser.add_argument("--save_name", required=True, help="list file name without .txt")
+    else:
+        parser.add_argument("--save_name", default=None,
+                            help=f"list file name without .txt; {save_name_default} if not given")
     parser.add_argument("--output_dir", default=None,
                         help="where the files are written; --dataset_dir if not given")
     parser.add_argument("--save_label_name", action="store_true",
@@ -35,13 +40,18 @@ def label_file_name(args: argparse.Namespace, list_name: str) -> str | None:
     if args.label_file_name is None and not args.save_label_name:
         return None
     name = DEFAULT_LABEL_FILE if args.label_file_name is None else args.label_file_name
+    check_label_file_name(name, list_name)
+    return name
+
+
+def check_label_file_name(name: str, list_name: str) -> None:
+    """A ConfigError unless `name` is a plain file name other than the list's."""
     if not name or os.path.basename(name) != name or name in (".", ".."):
         raise ConfigError(f"--label_file_name must be a file name inside --output_dir, such as "
                           f"labels.txt, got {name!r}")
     if name == list_name:
         raise ConfigError(f"--label_file_name {name} is also the list file's name (--save_name); "
                           "choose another name for one of them")
-    return name
 
 
 def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:

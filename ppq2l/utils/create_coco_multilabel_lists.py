@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 from tqdm import tqdm
 
 from ppq2l.cli import run_cli
-from ppq2l.errors import ConfigError, DataError
+from ppq2l.data.list_writer import DEFAULT_LABEL_FILE, add_output_arguments, check_label_file_name
+from ppq2l.errors import DataError
 from ppq2l.utils.atomic_write import prepare_output_dir, write_text_atomic
 from ppq2l.utils.logger import get_logger
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO
 
-DEFAULT_LABEL_FILE = "labels.txt"
 SHOWN_EXAMPLES = 3  # skipped images named in a warning or an error
 REQUIRED_KEYS = {
     "images": ("id", "file_name"),
@@ -197,15 +197,6 @@ def multilabel_samples(coco: COCO, image_root: str | os.PathLike, skip_empty: bo
     return found._replace(empty=empty)
 
 
-def _check_label_file_name(name: str, list_name: str) -> None:
-    if not name or os.path.basename(name) != name or name in (".", ".."):
-        raise ConfigError(f"--label_file_name must be a file name inside --output_dir, such as "
-                          f"labels.txt, got {name!r}")
-    if name == list_name:
-        raise ConfigError(f"--label_file_name {name} is also the list file's name (--save_name); "
-                          "choose another name for one of them")
-
-
 def _label_lines(coco: COCO) -> list[str]:
     lines = []
     for index, category_id in enumerate(coco.getCatIds()):
@@ -240,7 +231,7 @@ def create_multilabel_list(dataset_dir: str | os.PathLike, image_dir: str,
         save_name = os.path.splitext(os.path.basename(str(anno_path)))[0]
     if label_file_name is not None or save_label_name:
         label_file_name = DEFAULT_LABEL_FILE if label_file_name is None else label_file_name
-        _check_label_file_name(label_file_name, save_name + ".txt")
+        check_label_file_name(label_file_name, save_name + ".txt")
     coco = load_coco_annotations(full_anno_path)
     # checked before the scan, which takes minutes on a full COCO split
     output_dir = prepare_output_dir(dataset_dir if output_dir is None else output_dir,
@@ -297,16 +288,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="image folder, relative to --dataset_dir")
     parser.add_argument("--anno_path", required=True,
                         help="COCO annotation json, relative to --dataset_dir")
-    parser.add_argument("--save_name", default=None,
-                        help="list file name without .txt; the annotation file's stem if not given")
-    parser.add_argument("--output_dir", default=None,
-                        help="where the files are written; --dataset_dir if not given")
-    parser.add_argument("--save_label_name", action="store_true",
-                        help=f"also write <output_dir>/{DEFAULT_LABEL_FILE} ('<index> <name>' "
-                             "per line, the class order of the list's label columns)")
-    parser.add_argument("--label_file_name", default=None,
-                        help=f"name of that class-name file instead of {DEFAULT_LABEL_FILE} "
-                             "(implies --save_label_name)")
+    add_output_arguments(parser, save_name_default="the annotation file's stem")
     parser.add_argument("--skip_empty", action="store_true",
                         help="leave out images without annotations instead of all-zero rows")
     parser.add_argument("--crowd", choices=CROWD_MODES, default="positive",
