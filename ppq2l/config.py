@@ -71,6 +71,7 @@ AMP_DEFAULTS: dict[str, Any] = {"dtype": "float16", "init_scale": 65536.0,
 CALIBRATE_DEFAULTS: dict[str, Any] = {
     "policy": "f1",  # f1 | precision:P | recall:R | fixed:T
     "min_positives": 5,  # fewer positives: the class takes the threshold of all classes pooled
+    "scope": "auto",  # per_class | pooled (one threshold for all) | auto (f1: the better held out)
     "folds": 5,  # k-fold cross-fitting on DataLoader.Eval for the held-out figures
     "dataset": None,  # held-out data to fit on (keys over DataLoader.Eval.dataset) instead
     "scores": None,  # a scores.npz to fit on instead of running the model
@@ -317,12 +318,13 @@ def _optional_path(value: Any, where: str) -> None:
 
 def _validate_calibrate(section: dict) -> None:
     """The Calibrate keys: a policy that parses, counts in range, paths, a dataset mapping."""
-    from ppq2l.calibration.policy import parse_policy
+    from ppq2l.calibration.policy import SCOPES, parse_policy
 
     parse_policy(section["policy"], "Calibrate.policy")
     integer(section["min_positives"], "Calibrate.min_positives", minimum=1,
             why="classes with fewer positives take the pooled threshold")
     integer(section["folds"], "Calibrate.folds", minimum=2, why="k-fold cross-fitting")
+    choice(section["scope"], "Calibrate.scope", SCOPES)
     for key in ("scores", "output"):
         _optional_path(section[key], f"Calibrate.{key}")
     if section["dataset"] is not None and not isinstance(section["dataset"], dict):

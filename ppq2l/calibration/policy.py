@@ -14,6 +14,9 @@ from ppq2l.errors import ConfigError
 
 KINDS = ("f1", "precision", "recall", "fixed")
 FORMS = ("f1", "precision:P", "recall:R", "fixed:T")
+# Whose threshold a class gets: its own, the one of all classes pooled, or (auto) under `f1` the
+# one of the two whose held-out macro-F1 is higher, under the other policies its own.
+SCOPES = ("per_class", "pooled", "auto")
 # A target with more digits than this cannot change which operating point wins on any real data
 # set, and the bound keeps the integer comparisons of the search within int64.
 MAX_DENOMINATOR = 10 ** 6

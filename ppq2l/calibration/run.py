@@ -190,20 +190,38 @@ def format_summary(summary: dict[str, dict], held_out_method: str) -> str:
 
 def fit_and_hold_out(config: dict, settings: dict, evaluation: Scores, scorer: ModelScorer | None,
                      output: Path, names: list[str] | None, logger: logging.Logger
-                     ) -> tuple[Scores, ThresholdFit, Counts, str]:
-    """(the scores fitted on, the fit, held-out counts on DataLoader.Eval, how they were held out)."""
+                     ) -> tuple[Scores, ThresholdFit, Counts, str, dict]:
+    """(the scores fitted on, the fit, held-out counts on DataLoader.Eval, how they were held out,
+    the scope chosen with the held-out macro-F1 of each scope tried)."""
     policy, minimum = parse_policy(settings["policy"]), settings["min_positives"]
     if settings["dataset"] is not None:
         fitted_on = obtain_scores(config, scorer, "Calibrate",
                                   calibration_section(config, settings["dataset"]),
                                   output.parent / CALIBRATION_SCORES, names, logger)
-        fit = fit_thresholds(fitted_on.scores, fitted_on.targets, policy, minimum)
-        held_out = counts_at(evaluation.scores, evaluation.targets, fit.thresholds)
-        return fitted_on, fit, held_out, "fitted on Calibrate.dataset, scored on DataLoader.Eval"
-    fit = fit_thresholds(evaluation.scores, evaluation.targets, policy, minimum)
-    held_out = cross_fit(evaluation.scores, evaluation.targets, policy, minimum, settings["folds"],
-                         int(config["Global"]["seed"]))
-    return evaluation, fit, held_out, f"{settings['folds']}-fold cross-fitting on DataLoader.Eval"
+        method = "fitted on Calibrate.dataset, scored on DataLoader.Eval"
+
+        def attempt(pooled: bool) -> tuple[ThresholdFit, Counts]:
+            fit = fit_thresholds(fitted_on.scores, fitted_on.targets, policy, minimum, pooled)
+            return fit, counts_at(evaluation.scores, evaluation.targets, fit.thresholds)
+    else:
+        fitted_on, seed = evaluation, int(config["Global"]["seed"])
+        method = f"{settings['folds']}-fold cross-fitting on DataLoader.Eval"
+
+        def attempt(pooled: bool) -> tuple[ThresholdFit, Counts]:
+            fit = fit_thresholds(evaluation.scores, evaluation.targets, policy, minimum, pooled)
+            return fit, cross_fit(evaluation.scores, evaluation.targets, policy, minimum,
+                                  settings["folds"], seed, pooled)
+    scope = settings["scope"]
+    tried = ("per_class", "pooled") if scope == "auto" and policy.kind == "f1" else \
+        ("pooled",) if scope == "pooled" else ("per_class",)
+    results = {name: attempt(name == "pooled") for name in tried}
+    macro_f1 = {name: _value(counts.summary()["macro_f1"]) for name, (_, counts) in results.items()}
+    chosen = tried[0]
+    if len(tried) == 2 and macro_f1["pooled"] is not None and \
+            (macro_f1["per_class"] is None or macro_f1["pooled"] > macro_f1["per_class"]):
+        chosen = "pooled"
+    fit, held_out = results[chosen]
+    return fitted_on, fit, held_out, method, {"scope": chosen, "held_out_macro_f1": macro_f1}
 
 
 def thresholds_document(fit: ThresholdFit, held_out: Counts, fitted_on: Scores, evaluation: Scores,
@@ -257,14 +275,23 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
                           f"Infer.PostProcess.class_id_map_file: "
                           f"{name_difference(evaluation.class_names, names)}")
     names = names or evaluation.class_names
-    fitted_on, fit, held_out, method = fit_and_hold_out(config, settings, evaluation, scorer,
-                                                        output, names, logger)
+    fitted_on, fit, held_out, method, scope = fit_and_hold_out(config, settings, evaluation, scorer,
+                                                               output, names, logger)
     document = thresholds_document(fit, held_out, fitted_on, evaluation, method,
                                    int(config["Global"]["seed"]), names)
+    document["scope"] = {"setting": settings["scope"], **scope}
+    if len(scope["held_out_macro_f1"]) == 2:
+        shown = {name: "-" if value is None else f"{100 * value:.2f}"
+                 for name, value in scope["held_out_macro_f1"].items()}
+        logger.info("Calibrate.scope auto: held-out macro-F1 %s with a threshold per class, %s with one "
+                    "pooled threshold for every class: %s", shown["per_class"], shown["pooled"],
+                    "one pooled threshold" if scope["scope"] == "pooled" else "a threshold per class")
     logger.info("thresholds (policy %s, fitted on %d images of %s; held out: %s):\n%s", fit.policy,
                 fitted_on.num_images, fitted_on.source.get("data"), method,
                 format_table(fit, held_out, names or [str(i) for i in range(len(fit.thresholds))]))
-    if document["fallback_classes"]:
+    if scope["scope"] == "pooled":
+        logger.info("every class takes the pooled threshold %.4f", fit.global_threshold)
+    elif document["fallback_classes"]:
         logger.info("fewer than %d positives, so the pooled threshold %.4f: %s", fit.min_positives,
                     fit.global_threshold, ", ".join(document["fallback_classes"]))
     if document["unreachable_classes"]:

@@ -194,8 +194,9 @@ def counts_at(scores: np.ndarray, positives: np.ndarray, thresholds: np.ndarray 
 
 
 def fit_thresholds(scores: np.ndarray, targets: np.ndarray, policy: Policy,
-                   min_positives: int = 5) -> ThresholdFit:
-    """Per-class thresholds for `policy` on sigmoid `scores` [N, C] and 0/1 `targets` [N, C]."""
+                   min_positives: int = 5, one_for_all: bool = False) -> ThresholdFit:
+    """Per-class thresholds for `policy` on sigmoid `scores` [N, C] and 0/1 `targets` [N, C];
+    with `one_for_all`, every class takes the threshold of all classes pooled."""
     scores, positives = check_scores(scores, targets)
     if policy.kind == "fixed":
         value = float(policy.target)
@@ -209,7 +210,7 @@ def fit_thresholds(scores: np.ndarray, targets: np.ndarray, policy: Policy,
     global_threshold = float(pooled.thresholds_at(pooled_cut)[0])
     cut, reached = classes.cuts(policy)
     thresholds = classes.thresholds_at(cut)
-    fallback = classes.support < min_positives
+    fallback = np.ones(len(thresholds), dtype=bool) if one_for_all else classes.support < min_positives
     thresholds[fallback] = global_threshold
     reached[fallback] = pooled_reached[0]
     return ThresholdFit(policy, thresholds, classes.counts_at(thresholds), fallback, reached,
@@ -224,7 +225,7 @@ def fold_assignment(num_images: int, folds: int, seed: int) -> np.ndarray:
 
 
 def cross_fit(scores: np.ndarray, targets: np.ndarray, policy: Policy, min_positives: int = 5,
-              folds: int = 5, seed: int = 0) -> Counts:
+              folds: int = 5, seed: int = 0, one_for_all: bool = False) -> Counts:
     """Held-out counts: each fold is scored at thresholds fitted on the other folds, and the
     counts of all folds are added, so every image is counted once by thresholds that never saw it."""
     scores, positives = check_scores(scores, targets)
@@ -234,7 +235,7 @@ def cross_fit(scores: np.ndarray, targets: np.ndarray, policy: Policy, min_posit
     total = None
     for fold in range(folds):  # a handful of folds; each fit is vectorised over classes
         held_out = fold_of == fold
-        fit = fit_thresholds(scores[~held_out], positives[~held_out], policy, min_positives)
+        fit = fit_thresholds(scores[~held_out], positives[~held_out], policy, min_positives, one_for_all)
         counts = counts_at(scores[held_out], positives[held_out], fit.thresholds)
         total = counts if total is None else total + counts
     return total

@@ -186,3 +186,44 @@ def test_a_precision_target_holds_on_images_it_was_not_fitted_on(seed):
     assert (precision >= 0.85).all(), precision
     # the lowest threshold reaching 0.9 is chosen, so held out it hovers at 0.9 instead of far above
     assert precision.mean() == pytest.approx(0.9, abs=0.015) and (precision <= 0.95).all(), precision
+
+
+def test_one_threshold_for_all_gives_every_class_the_pooled_one():
+    scores, targets = random_problem(3, ties=False, dtype=np.float64)
+    fit = fit_thresholds(scores, targets, parse_policy("f1"), min_positives=5, one_for_all=True)
+    per_class = fit_thresholds(scores, targets, parse_policy("f1"), min_positives=5)
+    assert fit.fallback.all() and (fit.thresholds == per_class.global_threshold).all()
+    assert fit.global_threshold == per_class.global_threshold
+
+
+def scope_problem(offsets: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of 300 images whose classes differ only by a per-class shift of the logits."""
+    rng = np.random.default_rng(seed)
+    targets = (rng.random((300, len(offsets))) < 0.2).astype(np.uint8)
+    logits = rng.normal(size=targets.shape) + 1.6 * targets + offsets
+    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32), targets
+
+
+@pytest.mark.parametrize("offsets, expected", [
+    (np.zeros(8), "pooled"),  # classes alike: per-class thresholds only fit noise
+    (np.linspace(-2.5, 2.5, 8), "per_class"),  # each class its own shift: one threshold cannot fit
+])
+def test_scope_auto_takes_the_scope_with_the_better_held_out_macro_f1(offsets, expected):
+    from ppq2l.calibration.run import fit_and_hold_out
+    from ppq2l.calibration.scores_file import Scores
+
+    scores, targets = scope_problem(offsets, seed=0)
+    data = Scores(scores, targets, [f"{i}.jpg" for i in range(len(scores))], None, {"data": "DataLoader.Eval"})
+    settings = {"policy": "f1", "min_positives": 5, "dataset": None, "folds": 5, "scope": "auto"}
+    _, fit, held_out, _, scope = fit_and_hold_out({"Global": {"seed": 0}}, settings, data, None,
+                                                  None, None, None)
+    figures = scope["held_out_macro_f1"]
+    assert scope["scope"] == expected == max(figures, key=figures.get)
+    one_for_all = expected == "pooled"
+    again = cross_fit(scores, targets, parse_policy("f1"), 5, 5, 0, one_for_all)
+    np.testing.assert_array_equal(held_out.true_positives, again.true_positives)
+    assert fit.fallback.all() == one_for_all
+    for scope_name in ("per_class", "pooled"):  # a fixed scope is taken as it is, nothing compared
+        _, fit, _, _, fixed = fit_and_hold_out({"Global": {"seed": 0}}, {**settings, "scope": scope_name},
+                                               data, None, None, None, None)
+        assert fixed["scope"] == scope_name and list(fixed["held_out_macro_f1"]) == [scope_name]
