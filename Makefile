@@ -12,7 +12,7 @@ DEMO_VISUAL := $(DEMO_OUTPUT)/deploy_visual
 # picture the README shows (docs/demo_attention.jpg; make demo never rewrites tracked files).
 DEMO_PICTURE_IMAGE := 000001000003
 
-.PHONY: venv demo demo-data test lint bench gpu-check clean-demo
+.PHONY: venv demo demo-data test test-fast lint bench gpu-check clean-demo
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ demo: demo-data
 
 test: venv
 	$(PY) -m pytest -q
+
+# The suite without the tests marked slow (tools run as subprocesses, trainings), while you work.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
 
 lint: venv
 	$(VENV)/bin/ruff check .
