@@ -154,15 +154,16 @@ def summary_of(counts: Counts) -> dict[str, float | None]:
     return {key: _value(value) for key, value in counts.summary().items()}
 
 
-def format_table(fit: ThresholdFit, held_out: Counts, names: list[str]) -> str:
-    """The per-class thresholds and their fitted and held-out precision/recall/F1, as text."""
+def format_table(fit: ThresholdFit, held_out: Counts, names: list[str], scope: str = "per_class") -> str:
+    """The per-class thresholds and their fitted and held-out precision/recall/F1, as text; the
+    note says `pooled` for a class that takes the pooled threshold (too few positives: `fallback`)."""
     def cell(value: float) -> str:
         return "    -" if math.isnan(value) else f"{value:5.3f}"
 
     width = max(8, *(len(name) for name in names))
     lines = [f"{'class'.ljust(width)}  thresh  fit P  fit R fit F1   ho P   ho R  ho F1  support  note"]
     for index, name in enumerate(names):
-        note = "fallback" if fit.fallback[index] else ""
+        note = ("pooled" if scope == "pooled" else "fallback") if fit.fallback[index] else ""
         if not fit.reached[index]:
             note = (note + " target not reached").strip()
         values = (fit.counts.precision, fit.counts.recall, fit.counts.f1, held_out.precision,
@@ -288,7 +289,8 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
                     "one pooled threshold" if scope["scope"] == "pooled" else "a threshold per class")
     logger.info("thresholds (policy %s, fitted on %d images of %s; held out: %s):\n%s", fit.policy,
                 fitted_on.num_images, fitted_on.source.get("data"), method,
-                format_table(fit, held_out, names or [str(i) for i in range(len(fit.thresholds))]))
+                format_table(fit, held_out, names or [str(i) for i in range(len(fit.thresholds))],
+                             scope["scope"]))
     if scope["scope"] == "pooled":
         logger.info("every class takes the pooled threshold %.4f", fit.global_threshold)
     elif document["fallback_classes"]:
