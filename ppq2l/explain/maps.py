@@ -23,15 +23,20 @@ def unsupported_reason(model: nn.Module) -> str | None:
             f"missing); maps come from {SUPPORTED}")
 
 
+def require_maps(model: nn.Module) -> nn.Module:
+    """`model` when it gives per-label maps; a ConfigError naming it otherwise."""
+    reason = unsupported_reason(model)
+    if reason is not None:
+        raise ConfigError(reason)
+    return model
+
+
 def explain(model: nn.Module, images: Tensor, layer: int = -1, head: int | None = None
             ) -> tuple[Tensor, Tensor]:
     """Logits [B, C] (equal to `model(images)`) and non-negative maps [B, C, h, w] at the feature
     resolution. `layer` / `head` pick one decoder layer / attention head (default: the last
     layer, the mean over heads)."""
-    reason = unsupported_reason(model)
-    if reason is not None:
-        raise ConfigError(reason)
-    return getattr(model, MAPS_METHOD)(images, layer=layer, head=head)
+    return getattr(require_maps(model), MAPS_METHOD)(images, layer=layer, head=head)
 
 
 def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -48,10 +53,7 @@ class ScoresAndMaps(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        reason = unsupported_reason(model)
-        if reason is not None:
-            raise ConfigError(reason)
-        self.model = model
+        self.model = require_maps(model)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits, maps = explain(self.model, images)
@@ -84,10 +86,7 @@ class PeakRecorder(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        reason = unsupported_reason(model)
-        if reason is not None:
-            raise ConfigError(reason)
-        self.model = model
+        self.model = require_maps(model)
         self.peaks: list = []
 
     def forward(self, images: Tensor) -> Tensor:
