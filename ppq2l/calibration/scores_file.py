@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ppq2l.errors import DataError
+from ppq2l.errors import ConfigError, DataError
 from ppq2l.utils.atomic_write import atomic_output
 from ppq2l.utils.fingerprint import file_fingerprint
 
@@ -65,6 +65,9 @@ def scores_source(weights: str | os.PathLike, data_key: str, dataset: dict,
                   config: dict) -> dict[str, Any]:
     """What identifies a set of scores: the checkpoint (path and fingerprint), the data set's
     config under `data_key` and the precision it was computed in."""
+    if not Path(weights).expanduser().is_file():
+        raise ConfigError(f"Global.pretrained_model: {weights} is not a checkpoint file; give the "
+                          f"best_model.pth (or latest.pth) of a training run")
     dataset = json.loads(json.dumps(dataset, default=str))  # plain JSON types, comparable
     list_file = next((dataset[key] for key in LIST_KEYS if dataset.get(key)), None)
     return {"checkpoint": str(weights), "checkpoint_fingerprint": file_fingerprint(weights),

@@ -92,6 +92,9 @@ def make_shards(config: dict, split: str, output_dir: str, name: str | None = No
     if isinstance(dataset, ShardedDataset):
         raise ConfigError(f"{where} is already a ShardedDataset; give the dataset the shards were made from")
     folder = prepare_output_dir(output_dir, "--output_dir")
+    # A re-run rewrites the shard files; an earlier manifest must not outlive a run that fails
+    # half-way, pointing at shards that hold part of the new samples. The new one comes last.
+    (folder / "shards.json").unlink(missing_ok=True)
     name = name or split.lower()
     order = np.arange(len(dataset)) if seed is None else np.random.default_rng(seed).permutation(len(dataset))
     shards, batch, started = [], [], time.perf_counter()

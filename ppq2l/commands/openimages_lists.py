@@ -23,8 +23,15 @@ from typing import Any, Iterator, Sequence
 from ppq2l.cli import run_cli
 from ppq2l.data.csv_dataset import ALL_OTHERS_UNKNOWN
 from ppq2l.data.label_table import require_samples
-from ppq2l.data.list_writer import add_output_arguments, label_file_name, name_lines, write_lines
+from ppq2l.data.list_writer import (
+    add_output_arguments,
+    check_label_file_name,
+    label_file_name,
+    name_lines,
+    write_lines,
+)
 from ppq2l.data.openimages import read_openimages
+from ppq2l.errors import ConfigError
 from ppq2l.utils.atomic_write import prepare_output_dir
 from ppq2l.utils.logger import get_logger
 
@@ -59,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Write the CSV and the class files; returns the summary."""
     args = parse_args(argv)
     names_file = label_file_name(args, args.save_name + ".csv")
+    check_label_file_name(args.class_file_name, args.save_name + ".csv")
+    if args.class_file_name == names_file:
+        raise ConfigError(f"--class_file_name and --label_file_name are both {names_file}; the MIDs "
+                          "and the display names need a file each")
     inside = [None if name is None else os.path.join(args.dataset_dir, name)
               for name in (args.labels_csv, args.class_descriptions, args.image_dir, args.classes)]
     table, chosen, conflicts = read_openimages(*inside)

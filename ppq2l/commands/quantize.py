@@ -78,14 +78,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     arguments = parse_arguments(argv)
     logger = get_logger()
     model_dir, save_dir = Path(arguments.model_dir).expanduser(), Path(arguments.save_dir).expanduser()
-    if save_dir.resolve() == model_dir.resolve():
+    from ppq2l.export.onnx_runtime import resolve_model_path
+
+    model_path = resolve_model_path(model_dir)  # --model_dir may be the folder or its model.onnx
+    if save_dir.resolve() == model_path.parent.resolve():
         raise ConfigError(f"--save_dir {save_dir} is the float model's folder: the int8 model "
                           f"would replace the model it is checked against; give another folder")
     lists = dataset_lists(arguments)  # a missing list is named before any heavy work
-    from ppq2l.export.onnx_runtime import resolve_model_path
     from ppq2l.export.quantize import run_quantization
 
-    report = run_quantization(resolve_model_path(model_dir), save_dir, lists,
+    report = run_quantization(model_path, save_dir, lists,
                               method=arguments.method, num_calib=arguments.num_calib,
                               max_map_drop=arguments.max_map_drop, force=arguments.force,
                               batch_size=arguments.batch_size, num_workers=arguments.num_workers,

@@ -18,6 +18,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     config = get_config(args.config, args.override)
     from ppq2l.calibration.run import eval_scores_path, section_settings
     from ppq2l.calibration.scores_file import load_scores, require_known_labels
+    from ppq2l.engine.evaluator import compute_metrics
     from ppq2l.metric import build_metrics
     from ppq2l.report.from_config import prepare_report_folder, report_from_config
     from ppq2l.utils.logger import get_logger
@@ -28,9 +29,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
     data = require_known_labels(load_scores(eval_scores_path(config), "Eval.scores"), "Eval.report")
     logger.info("scores of %d images from %s", data.num_images, data.path)
-    results: dict = {}
-    for metric in metrics:  # the numbers tools/eval.py printed, from the saved scores
-        results.update(metric(data.scores, data.targets))
+    results = compute_metrics(metrics, data.scores, data.targets)  # what tools/eval.py printed
     path = report_from_config(config, data, folder, results, logger)
     print(f"saved {path}")
     return path

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ppq2l.calibration.scores_file import encode_targets
 from ppq2l.checks import is_number
 from ppq2l.data.device_normalize import DeviceLoader
 from ppq2l.engine.runtime import Precision
@@ -95,7 +96,7 @@ def check_finite_scores(scores: np.ndarray, image_paths: list[str], weights: str
 def compute_metrics(metrics: list, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
     """Merge the results of every metric on the same scores (targets binarised at 0.5; unknown
     labels, -1, stay -1, and the metrics leave them out)."""
-    binary = np.where(targets < 0, -1, targets >= 0.5).astype(np.int8)
+    binary = encode_targets(targets)
     results: dict[str, Any] = {}
     for metric in metrics:
         results.update(metric(scores, binary))

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ppq2l.data.text_files import read_utf8_text
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.explain.render import input_region
 
@@ -39,18 +40,17 @@ def find_annotations(dataset_cfg: dict, given: str | None) -> Path:
     if dataset_cfg.get("anno_path"):
         return Path(dataset_cfg["anno_path"]).expanduser()
     root = Path(str(dataset_cfg.get("image_root") or "."))
-    guesses = []
+    guess = None
     label_path = dataset_cfg.get("cls_label_path")
     if label_path and Path(label_path).is_file():
-        with open(label_path, encoding="utf-8") as handle:
-            first = handle.readline().split("\t")[0].strip()
+        rows = read_utf8_text(label_path, "list file").splitlines()
+        first = next((row for row in rows if row.strip()), "").split("\t")[0].strip()
         folder = PurePath(first).parts[0] if len(PurePath(first).parts) > 1 else None
         if folder:
-            guesses.append(root / "annotations" / f"instances_{folder}.json")
-    for guess in guesses:
-        if guess.is_file():
-            return guess
-    looked = f" (looked for {guesses[0]})" if guesses else ""
+            guess = root / "annotations" / f"instances_{folder}.json"
+    if guess is not None and guess.is_file():
+        return guess
+    looked = f" (looked for {guess})" if guess is not None else ""
     raise ConfigError(f"Eval.pointing_game needs the boxes of the DataLoader.Eval images and "
                       f"found no COCO json{looked}; set {ANNOTATIONS_KEY}=path/to/instances.json")
 
