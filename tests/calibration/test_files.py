@@ -14,6 +14,7 @@ from ppq2l.calibration.scores_file import (
     require_known_labels,
     same_source,
     save_scores,
+    scores_source,
 )
 from ppq2l.calibration.thresholds_file import FILE_NAME, read_thresholds, resolve_auto, write_thresholds
 from ppq2l.errors import ConfigError, DataError
@@ -214,3 +215,9 @@ def test_a_scores_file_without_our_arrays_is_named(tmp_path):
     np.savez(path, scores=np.zeros((2, 2)))
     with pytest.raises(DataError, match="lacks targets, image_paths, class_names, source"):
         load_scores(path, "Calibrate.scores")
+
+
+@pytest.mark.parametrize("name", ["missing.pth", "."])
+def test_scores_of_a_checkpoint_that_is_not_a_file_name_the_key(tmp_path, name):
+    with pytest.raises(ConfigError, match="^Global.pretrained_model: .* is not a checkpoint file"):
+        scores_source(tmp_path / name, "DataLoader.Eval", {"name": "D"}, {})

@@ -143,6 +143,11 @@ def test_quantizing_without_calibration_data_names_what_is_missing(exported, tmp
     assert "--calib_list: 2 calibration images of" in result.stderr and "missing_1.jpg" in result.stderr
     result = run_tool("tools/quantize.py", "--model_dir", exported["fp32"], "--save_dir", exported["fp32"])
     assert result.returncode == 2 and "is the float model's folder" in result.stderr
+    before = (exported["fp32"] / "model.onnx").read_bytes()  # the folder named through its model file
+    result = run_tool("tools/quantize.py", "--model_dir", exported["fp32"] / "model.onnx",
+                      "--save_dir", exported["fp32"])
+    assert result.returncode == 2 and "is the float model's folder" in result.stderr
+    assert (exported["fp32"] / "model.onnx").read_bytes() == before
     assert not (tmp_path / "int8").exists()
 
 
