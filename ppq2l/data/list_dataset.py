@@ -187,16 +187,22 @@ def _runs_together(image: str, delimiter: str, class_num: int) -> bool:
     return re.search(re.escape(delimiter) + labels, image) is not None
 
 
-def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
+def read_label_list(cls_label_path: str | os.PathLike, class_num: int | None,
                     delimiter: str = "\t") -> tuple[list[str], np.ndarray, list[int]]:
     """Parse a list file of `path<delimiter>0,1,-1,...` rows into (paths, labels int8 [N, C],
     1-based line numbers); -1 marks an unknown label. Blank lines are skipped; any other
-    malformed row is a DataError."""
+    malformed row is a DataError. `class_num=None` takes the number of labels from the first
+    row (every row must then have as many)."""
     path = Path(cls_label_path)
     if not path.is_file():
         raise DataError(f"cls_label_path {path} does not exist (expected a list file with rows "
                         f"'relative/path.jpg{delimiter!r}0,1,0,...')")
     text = read_utf8_text(path, "list file")
+    expected = f"class_num={class_num}"
+    if class_num is None:
+        first = next((line.strip() for line in text.split("\n") if line.strip()), "")
+        class_num = len(first.rpartition(delimiter)[2].split(","))
+        expected = f"{class_num} like the first row"
     paths, rows, numbers = [], [], []
     for number, line in enumerate(text.split("\n"), start=1):
         row = line.strip()
@@ -214,7 +220,7 @@ def read_label_list(cls_label_path: str | os.PathLike, class_num: int,
                             "concatenated and one lacks its final newline; add that newline")
         values = [value.strip() for value in label_text.split(",")]
         if len(values) != class_num:
-            raise DataError(f"{where}: {len(values)} labels, expected class_num={class_num} "
+            raise DataError(f"{where}: {len(values)} labels, expected {expected} "
                             f"comma-separated values 0, 1 or -1 (unknown); row {row!r}")
         bad = [value for value in values if value not in LABEL_VALUES]
         if bad:
