@@ -139,3 +139,17 @@ def number_list(value: Any, key: str, *, length: int | None = None, integers: bo
         raise _fail(where, f"{key} must be a list of {count}{order} "
                            f"{_what_number(integers, bounds, plural=True)}{like}, got {value!r}")
     return [int(item) if integers else float(item) for item in value]
+
+
+def check_keys(mapping: Any, valid: Sequence[str], where: str) -> dict:
+    """`mapping` as a dict whose keys are all in `valid`, or a ConfigError naming the first
+    unknown key path with the valid keys."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(valid)}, got {mapping!r}")
+    for key in mapping:
+        if key not in valid:
+            raise ConfigError(f"{where}.{key}: unknown key.{did_you_mean(key, valid)} "
+                              f"Valid keys: {', '.join(valid)}")
+    return dict(mapping)

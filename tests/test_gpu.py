@@ -65,3 +65,22 @@ def test_onnxruntime_cuda_provider_runs_the_export(cuda_export, tiny_demo_root):
     images = sorted((tiny_demo_root / "val2017").iterdir())[:4]
     scores = predictor.scores(images)
     assert scores.shape == (4, 12) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("name", ["AsymmetricLoss", "BCEWithLogitsLoss"])
+def test_selective_unknown_labels_do_not_wait_for_the_device(name):
+    from ppq2l.loss import build_loss
+
+    loss = build_loss([{name: {"unknown": "selective", "reduction": "mean",
+                               "selective": {"likelihood_topk": 3, "prior": [0.1, 0.6] * 6}}}])
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    logits = torch.randn(64, 12, device="cuda", generator=generator).half().requires_grad_()
+    targets = torch.randint(-1, 2, (64, 12), device="cuda", generator=generator).to(torch.int8)
+    loss(logits, targets)  # the first call moves the prior to the device, once
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        value = loss(logits, targets)["loss"]
+        value.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert value.dtype == torch.float32 and torch.isfinite(value) and torch.isfinite(logits.grad).all()

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ppq2l.checks import choice, did_you_mean, flag, integer
+from ppq2l.checks import check_keys, choice, flag, integer
 from ppq2l.data import coco_dataset, csv_dataset, nus_wide, openimages, voc  # noqa: F401 - registers them
 from ppq2l.data.batch_transforms import BatchCompose, build_batch_transforms
 from ppq2l.data.device_normalize import DeviceNormalize, split_device_normalization
@@ -43,20 +43,6 @@ SAMPLER_NAME = "DistributedBatchSampler"
 LOADER_KEYS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
                "use_shared_memory", "normalize_on_device")
 TRAIN_MODE = "Train"
-
-
-def check_keys(mapping: Any, valid: Sequence[str], where: str) -> dict:
-    """`mapping` as a dict whose keys are all in `valid`, or a ConfigError naming the first
-    unknown key path with the valid keys."""
-    if mapping is None:
-        return {}
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(valid)}, got {mapping!r}")
-    for key in mapping:
-        if key not in valid:
-            raise ConfigError(f"{where}.{key}: unknown key.{did_you_mean(key, valid)} "
-                              f"Valid keys: {', '.join(valid)}")
-    return dict(mapping)
 
 
 def check_sampler_name(name: Any, where: str) -> None:

@@ -71,10 +71,13 @@ def build_eval_loss(config: dict) -> nn.Module | None:
 
 def check_unknown_labels(loss_fn: nn.Module | None, loader: Any, where: str) -> None:
     """A DataError before any work when the dataset of `loader` has unknown labels (-1) that a
-    component of `loss_fn` cannot leave out (every batch is checked again while it runs)."""
+    component of `loss_fn` cannot leave out (every batch is checked again while it runs); the
+    dataset's label counts go to the components that estimate a class prior from them."""
     if loss_fn is not None:
-        unknown = int(loader.dataset.label_counts().unknown.sum())
+        counts = loader.dataset.label_counts()
+        unknown = int(counts.unknown.sum())
         loss_fn.check_unknown_support(unknown > 0, f"{where} ({unknown} unknown labels)")
+        loss_fn.use_label_counts(counts.positives, counts.negatives)
 
 
 def with_loss(results: dict[str, Any], loss: float | None) -> dict[str, Any]:

@@ -10,26 +10,26 @@ from torch import nn
 from ppq2l.checks import choice, number, number_list
 from ppq2l.errors import ConfigError
 from ppq2l.loss.asymmetric_loss import check_pair, compute_dtype
-from ppq2l.loss.unknown_labels import check_unknown_mode, known_count, split_unknown
+from ppq2l.loss.unknown_labels import UnknownLabels, known_count
 from ppq2l.registry import LOSSES
 
 BCE_REDUCTIONS = ("mean", "sum")
 
 
 @LOSSES.register
-class BCEWithLogitsLoss(nn.Module):
+class BCEWithLogitsLoss(UnknownLabels, nn.Module):
     """Binary cross-entropy with logits over [B, C]; `pos_weight` (one number or one per class)
     scales the positive term. Targets of -1 are unknown: `unknown: ignore` (default) leaves them
-    out of the sum and of the count "mean" divides by, `unknown: negative` scores them as 0."""
-
-    supports_unknown = True
+    out of the sum and of the count "mean" divides by, `unknown: negative` scores them as 0,
+    `unknown: selective` scores some of them as 0 and leaves the others out
+    (ppq2l/loss/unknown_labels.py; no `gamma_unknown`: this loss has no focal weight)."""
 
     def __init__(self, reduction: str = "mean", pos_weight: float | Sequence[float] | None = None,
-                 unknown: str = "ignore") -> None:
+                 unknown: str = "ignore", selective: dict | None = None) -> None:
         super().__init__()
         where = "BCEWithLogitsLoss"
         self.reduction = choice(reduction, "reduction", BCE_REDUCTIONS, where=where)
-        self.unknown = check_unknown_mode(unknown, where)
+        self.setup_unknown(unknown, selective, where, focal=False)
         values = None
         if isinstance(pos_weight, (list, tuple)):
             values = number_list(pos_weight, "pos_weight", above=0.0,
@@ -50,7 +50,8 @@ class BCEWithLogitsLoss(nn.Module):
                 raise ConfigError(f"BCEWithLogitsLoss: pos_weight has {pos_weight.numel()} values but "
                                   f"the model predicts {logits.shape[1]} classes; give one value or one per class")
             pos_weight = pos_weight.to(device=logits.device, dtype=dtype)
-        y, known = split_unknown(targets.to(dtype), self.unknown)
-        total = F.binary_cross_entropy_with_logits(logits.to(dtype), y, weight=known,
+        x = logits.to(dtype)
+        y, known = self.split_targets(x, targets.to(dtype), "BCEWithLogitsLoss")
+        total = F.binary_cross_entropy_with_logits(x, y, weight=known,
                                                    pos_weight=pos_weight, reduction="sum")
         return total if self.reduction == "sum" else total / known_count(y, known)

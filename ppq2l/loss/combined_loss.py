@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,6 +40,13 @@ class CombinedLoss(nn.Module):
                 f"cannot tell them from negatives; use AsymmetricLoss or BCEWithLogitsLoss (with "
                 f"`unknown: ignore`, or `unknown: negative` to score them as negatives on purpose), "
                 f"or give the dataset complete labels")
+
+    def use_label_counts(self, positives: np.ndarray, negatives: np.ndarray) -> None:
+        """Give per-class label counts of the dataset to the components that estimate a prior from
+        them (`unknown: selective` with `prior: labels`)."""
+        for component in self.components.values():
+            if hasattr(component, "use_label_counts"):
+                component.use_label_counts(positives, negatives)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return {"loss": weighted sum, <component key>: weighted component value, ...}."""

@@ -34,3 +34,19 @@ def test_unknown_labels_reach_the_loss_and_the_metrics(tiny_demo_root, tiny_conf
     # with its negatives unknown, the class is ranked among its positives only: AP 100
     assert results["per_class_AP"][column] == pytest.approx(100.0)
     assert "labels unknown, left out" in (tmp_path / "output" / "eval.log").read_text()
+
+
+def test_a_selective_run_estimates_its_prior_from_the_training_labels(tiny_demo_root, tiny_config, tmp_path):
+    paths, labels, _ = read_label_list(tiny_demo_root / "multilabel_train_list.txt", 12)
+    hidden = hide_labels(labels, 0.5, seed=1)
+    write_list(tmp_path / "train.txt", paths, hidden)
+    tiny_config["Global"]["epochs"] = 1
+    tiny_config["DataLoader"]["Train"]["dataset"]["cls_label_path"] = str(tmp_path / "train.txt")
+    tiny_config["Loss"]["Train"] = [{"AsymmetricLoss": {"unknown": "selective", "reduction": "mean",
+                                                        "selective": {"likelihood_topk": 2}}}]
+    trainer = Trainer(tiny_config)
+    known = (hidden >= 0).sum(axis=0)
+    expected = (hidden == 1).sum(axis=0) / np.maximum(known, 1)
+    assert trainer.loss_fn.components["AsymmetricLoss"].prior.numpy() == pytest.approx(expected, rel=1e-6)
+    trainer.train()  # a run with it trains and saves a model
+    assert (tmp_path / "output" / "best_model.pth").is_file()

@@ -88,7 +88,7 @@ def test_int8_targets_half_precision_and_an_all_unknown_batch():
         assert value.dtype == torch.float32 and torch.isfinite(value) and torch.isfinite(logits.grad).all()
         nothing = loss(logits, torch.full((2, 3), -1, dtype=torch.int8))
         assert nothing.item() == 0.0  # no known entry: zero, not 0/0
-    with pytest.raises(ConfigError, match="unknown must be one of ignore, negative, got 'skip'"):
+    with pytest.raises(ConfigError, match="unknown must be one of ignore, negative, selective, got 'skip'"):
         AsymmetricLoss(unknown="skip")
 
 
