@@ -25,6 +25,7 @@ import torch
 
 from ppq2l.checks import check_keys, choice, integer, number, number_list
 from ppq2l.errors import ConfigError
+from ppq2l.utils.logger import get_logger
 
 UNKNOWN_MODES = ("ignore", "negative", "selective")
 PRIOR_FROM_LABELS = "labels"
@@ -162,6 +163,12 @@ class UnknownLabels:
         """Estimate the prior of `prior: labels` from per-class label counts of the dataset."""
         if self.wants_label_prior:
             self.prior = prior_from_counts(positives, negatives)
+            threshold = self.selective.prior_threshold
+            frequent = [] if threshold is None else (self.prior > threshold).nonzero().flatten().tolist()
+            get_logger().info("%s: selective prior from the known labels, per class: %s; classes whose "
+                              "unknown labels are all ignored (prior > %s): %s", type(self).__name__,
+                              " ".join(f"{value:.3f}" for value in self.prior.tolist()), threshold,
+                              frequent or "none")
 
     def split_targets(self, logits: torch.Tensor, targets: torch.Tensor,
                       where: str) -> tuple[torch.Tensor, torch.Tensor | None]:
