@@ -18,9 +18,9 @@ import numpy as np
 from ppq2l.cli import run_cli
 from ppq2l.data.image_files import collect_image_files
 from ppq2l.errors import ConfigError
+from ppq2l.export.triton.model_config import IMAGE_INPUT, LABELS_OUTPUT
 from ppq2l.predict import exit_status, failure_summary
 
-IMAGE_INPUT, LABELS_OUTPUT = "IMAGE", "LABELS"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 
 

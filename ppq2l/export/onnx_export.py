@@ -16,15 +16,20 @@ from torch import Tensor, nn
 from ppq2l.data.transforms import CropImage, ResizeImage, build_transforms
 from ppq2l.engine.checkpoint import first_nonfinite_tensor
 from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError
-from ppq2l.export.metadata import attach_metadata, build_metadata, write_inference_yml
+from ppq2l.export.metadata import (
+    DESCRIPTION_FILE,
+    MODEL_FILE,
+    attach_metadata,
+    build_metadata,
+    write_inference_yml,
+)
 from ppq2l.export.staging import PromotionError, staged_export
 from ppq2l.postprocess import build_postprocess
-from ppq2l.predict import ONNX_FILE, config_postprocess, inference_transforms
+from ppq2l.predict import config_postprocess, inference_transforms
 from ppq2l.utils.atomic_write import atomic_output, prepare_output_dir
 
 OPSET_VERSION = 17
 INPUT_NAME, OUTPUT_NAME, ATTENTION_NAME = "images", "scores", "attention"
-MODEL_FILE, DESCRIPTION_FILE = ONNX_FILE, "inference.yml"
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # half precision keeps about three significant digits
 EXPORT_BATCH = 2  # not 1, so the trace cannot specialise anything to a single image

@@ -130,6 +130,27 @@ def test_the_gate_refuses_and_leaves_the_folder_as_it_was(exported, tmp_path):
     assert (save_dir / "model.onnx").read_bytes() == b"an earlier model"
 
 
+def test_compare_prepares_the_graph_and_decodes_the_calibration_images_once(exported, tmp_path, monkeypatch):
+    import ppq2l.export.quantize as quantize
+
+    prepared, decoded = [], []
+    prepare = quantize.prepare_for_quantization
+    monkeypatch.setattr(quantize, "prepare_for_quantization",
+                        lambda *args: prepared.append(args[0]) or prepare(*args))
+    preprocess = ppq2l.Predictor.preprocess
+    monkeypatch.setattr(ppq2l.Predictor, "preprocess",
+                        lambda self, source: decoded.append(str(source)) or preprocess(self, source))
+    report = run_quantization(exported["fp32"] / "model.onnx", tmp_path / "int8", lists_of(exported),
+                              method="compare", num_calib=8, max_map_drop=100.0, force=False,
+                              batch_size=4, num_workers=1, logger=get_logger())
+    assert sorted(report["methods_tried"]) == ["Entropy", "MinMax", "Percentile"]
+    assert len(prepared) == 1
+    calibration = [name for name in decoded if "train2017" in name]
+    assert len(calibration) == report["calibration_images"] == 8
+    assert len(set(calibration)) == 8  # each calibration image decoded once for the three methods
+    assert onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node  # the chosen one is written
+
+
 def test_quantizing_without_calibration_data_names_what_is_missing(exported, tmp_path):
     base = ["--model_dir", exported["fp32"], "--save_dir", tmp_path / "int8"]
     result = run_tool("tools/quantize.py", *base, "--eval_list", exported["val"])
