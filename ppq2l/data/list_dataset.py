@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ppq2l.checks import flag, integer
+from ppq2l.data.image_files import read_image_bytes
 from ppq2l.data.label_store import LabelCounts, SparseLabels, label_counts
 from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose, build_transforms
@@ -160,12 +161,11 @@ class MultiLabelImageDataset(Dataset):
         with `skip_bad_images`, None: the collate function drops it and the epoch log counts it."""
         path, source = self.image_paths[index], self.sources[index]
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except OSError as error:
+            data = read_image_bytes(path, source)
+        except DataError:
             if self.skip_bad_images:
                 return None
-            raise DataError(f"cannot read image {path} ({source}): {error.strerror or error}") from error
+            raise
         try:
             image = self.transforms(data, rng)
         except Ppq2lError as error:

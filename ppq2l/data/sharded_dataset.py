@@ -18,6 +18,7 @@ from ppq2l.data.list_dataset import as_compose
 from ppq2l.data.shard_reader import (
     decode_labels,
     image_member,
+    locate,
     read_manifest,
     read_piece,
     sample_key,
@@ -40,8 +41,7 @@ class SampleNames(Sequence):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        return f"{self.shards[shard]}#{sample_key(int(index))}"
+        return f"{self.shards[int(locate(self.offsets, index)[0])]}#{sample_key(int(index))}"
 
 
 @DATASETS.register
@@ -97,8 +97,7 @@ class ShardedDataset:
         """(image bytes, int8 labels, source) of sample `index`, read with its `window` (alone
         when None: a whole shard prefix is passed over, so use windows for anything but a look)."""
         if window is None:
-            shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
-            position = index - int(self.offsets[shard])
+            shard, position = (int(value) for value in locate(self.offsets, index))
             window = ((shard, position, position + 1),)
         sample = self._window(window).get(index)
         where = self.image_paths[index]
