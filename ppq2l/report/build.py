@@ -104,10 +104,11 @@ def class_rows(table: tables.ClassTable, calibration: dict | None) -> list[list[
     return rows
 
 
-def confusion_section(folder: Path, data: Scores, inputs: ReportInputs, names: list[str],
-                      classes: list[int], note: str) -> str:
+def confusion_section(folder: Path, data: Scores, inputs: ReportInputs, table: tables.ClassTable,
+                      names: list[str], classes: list[int], note: str) -> str:
     """The heatmap of false positives per true class and the most frequent pairs as a table."""
-    counts, images = tables.confusion_counts(data.scores, data.targets, inputs.thresholds)
+    counts = tables.confusion_counts(data.scores, data.targets, inputs.thresholds)
+    images = table.counts.support
     with np.errstate(divide="ignore", invalid="ignore"):
         rates = np.where(images[:, None] > 0, counts / images[:, None], 0.0)
     plots.confusion_heatmap(rates[np.ix_(classes, classes)], [names[i] for i in classes],
@@ -170,7 +171,7 @@ def write_report(folder: str | Path, inputs: ReportInputs,
     plots.pr_grid(curves, titles, folder / FIGURES["pr"])
     plots.score_histograms(data.scores, positives, inputs.thresholds, classes, titles,
                            folder / FIGURES["histograms"])
-    summary = tables.summary_metrics(data.scores, data.targets, table)
+    summary = tables.summary_metrics(table)
     metrics = [(key, value) for key, value in inputs.metrics.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)]
     summary_html = thresholds_note(inputs) + "<h3>At the thresholds in use</h3>" + \
@@ -191,7 +192,7 @@ def write_report(folder: str | Path, inputs: ReportInputs,
         ("histograms", "Score distributions", f"<p>{page.esc(note)}Grey: images without the class, "
          f"blue: with it (each normalised, log scale); red line: the threshold.</p>"
          + page.figure_img(FIGURES["histograms"], "score histograms")),
-        ("confusion", "Confusion view", confusion_section(folder, data, inputs, names, classes, note)),
+        ("confusion", "Confusion view", confusion_section(folder, data, inputs, table, names, classes, note)),
         ("errors", "Errors of the worst classes", errors_section(folder, data, inputs, table, names,
                                                                logger)),
     ]
