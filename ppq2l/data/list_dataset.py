@@ -39,6 +39,18 @@ def as_compose(transform_ops: list[dict] | Compose | None, where: str = "transfo
     return transforms
 
 
+def transform_image(transforms: Compose, data: bytes, rng: np.random.Generator | None, where: str,
+                    skip_bad_images: bool) -> Any:
+    """The image bytes `data` through `transforms`; an error names the image `where`, or with
+    `skip_bad_images` an undecodable image gives None (the sample is dropped)."""
+    try:
+        return transforms(data, rng)
+    except Ppq2lError as error:
+        if skip_bad_images and isinstance(error, DataError):
+            return None
+        raise type(error)(f"image {where}: {error}") from error
+
+
 def check_class_num(class_num: Any) -> int:
     """`class_num` as a positive int, or a ConfigError."""
     return integer(class_num, "class_num", minimum=1, why="the number of classes")
@@ -166,13 +178,8 @@ class MultiLabelImageDataset(Dataset):
             if self.skip_bad_images:
                 return None
             raise
-        try:
-            image = self.transforms(data, rng)
-        except Ppq2lError as error:
-            if self.skip_bad_images and isinstance(error, DataError):
-                return None
-            raise type(error)(f"image {path} ({source}): {error}") from error
-        return image, np.array(self.labels[index], dtype=np.int8)
+        image = transform_image(self.transforms, data, rng, f"{path} ({source})", self.skip_bad_images)
+        return None if image is None else (image, np.array(self.labels[index], dtype=np.int8))
 
     def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
         return self.get(index)

@@ -14,7 +14,7 @@ import torch.utils.data
 
 from ppq2l.checks import flag, integer
 from ppq2l.data.label_store import LabelCounts
-from ppq2l.data.list_dataset import as_compose
+from ppq2l.data.list_dataset import as_compose, transform_image
 from ppq2l.data.shard_reader import (
     decode_labels,
     image_member,
@@ -25,7 +25,7 @@ from ppq2l.data.shard_reader import (
 )
 from ppq2l.data.shard_sampler import Piece
 from ppq2l.data.transforms import Compose
-from ppq2l.errors import ConfigError, DataError, Ppq2lError
+from ppq2l.errors import ConfigError, DataError
 from ppq2l.registry import DATASETS
 
 
@@ -110,13 +110,8 @@ class ShardedDataset:
             window: tuple[Piece, ...] | None = None) -> tuple[Any, np.ndarray] | None:
         """Sample `index` transformed with `rng` (see MultiLabelImageDataset.get)."""
         data, labels, where = self.raw_sample(index, window)
-        try:
-            image = self.transforms(data, rng)
-        except Ppq2lError as error:
-            if self.skip_bad_images and isinstance(error, DataError):
-                return None
-            raise type(error)(f"image {where}: {error}") from error
-        return image, labels
+        image = transform_image(self.transforms, data, rng, where, self.skip_bad_images)
+        return None if image is None else (image, labels)
 
     def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
         return self.get(index)
