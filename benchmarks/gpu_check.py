@@ -18,6 +18,7 @@ import copy
 import ctypes
 import functools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -307,7 +308,8 @@ def deploy_section(exported: dict | None, args: argparse.Namespace, gpu: bool, w
     photos, origin = find_photos(args.photos, work)
     model_dir = str(Path(exported["fp32"]["onnx"]).parent)
     command = [sys.executable, str(HERE / "gpu_deploy_check.py"), model_dir, str(photos),
-               "--batch_size", str(max(args.batches)), "--repeats", str(args.photo_repeats)]
+               "--batch_size", str(max(args.batches)), "--repeats", str(args.photo_repeats),
+               "--num_workers", str(min(8, os.cpu_count() or 1))]  # decoding photos bounds it otherwise
     result = subprocess.run(command + (["--use_gpu"] if gpu else []), capture_output=True, text=True,
                             cwd=REPO)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]

@@ -46,6 +46,7 @@ def test_cpu_mode_runs_its_checks_and_says_what_needs_a_gpu(tmp_path):
     deploy = sections["deploy predictor"]
     assert deploy["providers"] == "CPUExecutionProvider" and deploy["torch_imported"] is False
     assert deploy["files"] == 3 and deploy["error_records"] == {} and deploy["images_per_second"] > 0
+    assert deploy["num_workers"] == min(8, os.cpu_count() or 1)
     if "CUDAExecutionProvider" in report["onnxruntime_providers"]:
         # onnxruntime-gpu as requirements.txt installs it: every library its CUDA provider needs
         # loads without torch once preloaded; only the driver (libcuda, absent without a GPU) may not
