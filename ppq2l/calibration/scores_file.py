@@ -50,14 +50,15 @@ def encode_targets(targets: Any) -> np.ndarray:
 
 
 def require_known_labels(data: Scores, what: str) -> Scores:
-    """`data` if every label is known; a DataError otherwise, since thresholds and report
-    figures computed with unknown labels counted as negatives would be wrong without a word."""
+    """`data` if every label is known; a DataError otherwise, since report figures computed with
+    unknown labels counted as negatives would be wrong without a word (calibration leaves unknown
+    labels out; the report does not yet)."""
     unknown = int((np.asarray(data.targets) < 0).sum())
     if unknown:
         where = data.path or data.source.get("list_file") or data.source.get("data")
         raise DataError(f"{what}: {unknown} of {data.targets.size} labels in the scores of {where} are "
-                        f"unknown (-1); per-class thresholds and the report need every label known "
-                        f"(they would count unknown labels as negatives): score a fully labelled list")
+                        f"unknown (-1); the report needs every label known (it would count unknown "
+                        f"labels as negatives): score a fully labelled list")
     return data
 
 

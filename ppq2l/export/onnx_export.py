@@ -161,10 +161,8 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
     gives both, keyed `<shape> attention`) on random inputs, per checked shape; raises a
     Ppq2lError when one is above the tolerance (1e-4 in float32) or any value is NaN/Inf.
     `source` (the checkpoint) is what a message about the model's own scores names."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     device = next(model.parameters()).device
+    session = parity_session(path, on_gpu=half and device.type == "cuda")
     dtype = torch.float16 if half else torch.float32
     rng = np.random.default_rng(seed)
     shapes = [(batch, *input_size) for batch in batches]
@@ -205,6 +203,22 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
         raise Ppq2lError(f"onnxruntime and torch outputs of the exported graph differ by up to "
                          f"{worst:.3g} (tolerance {tolerance:g}); per input: {differences}")
     return differences
+
+
+def parity_session(path: str | os.PathLike, on_gpu: bool):
+    """The onnxruntime session the parity check runs: a float16 export (made on a GPU, meant for
+    one) on onnxruntime's CUDA provider where this onnxruntime has it, since its CPU float16
+    kernels are slow and have crashed the whole process on a GPU host (a segmentation fault in a
+    worker thread); a float32 export on the CPU."""
+    import onnxruntime
+
+    from ppq2l.export.onnx_runtime import CPU, CUDA, preload_cuda_libraries
+
+    providers = [CPU]
+    if on_gpu and CUDA in onnxruntime.get_available_providers():
+        preload_cuda_libraries(logging.getLogger(__name__))
+        providers = [CUDA, CPU]
+    return onnxruntime.InferenceSession(str(path), providers=providers)
 
 
 def export_from_config(config: dict) -> dict[str, Any]:
