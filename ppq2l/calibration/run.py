@@ -27,7 +27,7 @@ from ppq2l.calibration.search import Counts, ThresholdFit, counts_at, cross_fit,
 from ppq2l.calibration.thresholds_file import FILE_NAME as THRESHOLDS_FILE
 from ppq2l.calibration.thresholds_file import name_difference, write_thresholds
 from ppq2l.config import CALIBRATE_DEFAULTS, EVAL_DEFAULTS
-from ppq2l.errors import ConfigError, Ppq2lError
+from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.utils.atomic_write import prepare_output_file
 
 BASELINE = 0.5
@@ -106,7 +106,7 @@ def obtain_scores(config: dict, scorer: ModelScorer, mode: str, section: dict, p
             if same_source(saved.source, wanted):
                 logger.info("reusing the scores of %s in %s (%d images)", data_key, path,
                             saved.num_images)
-                return saved
+                return with_known_labels(saved)
             logger.info("%s holds scores of another checkpoint or data set config; scoring %s",
                         path, data_key)
     scores, targets, image_paths = scorer(mode, section)
@@ -114,7 +114,7 @@ def obtain_scores(config: dict, scorer: ModelScorer, mode: str, section: dict, p
     if is_main_process():
         save_scores(path, result)
         logger.info("saved the scores of %s to %s", data_key, path)
-    return result
+    return with_known_labels(result)
 
 
 def calibration_section(config: dict, dataset: dict) -> dict:
@@ -229,6 +229,15 @@ def unknown_count(data: Scores) -> int:
     return int((np.asarray(data.targets) < 0).sum())
 
 
+def with_known_labels(data: Scores) -> Scores:
+    """`data`, unless every label in it is unknown: a DataError then (nothing to fit on)."""
+    if data.targets.size and unknown_count(data) == data.targets.size:
+        where = data.path or data.source.get("list_file") or data.source.get("data")
+        raise DataError(f"every label in the scores of {where} is unknown (-1): thresholds need images "
+                        f"with known labels")
+    return data
+
+
 def thresholds_document(fit: ThresholdFit, held_out: Counts, fitted_on: Scores, evaluation: Scores,
                         method: str, seed: int, names: list[str] | None) -> dict[str, Any]:
     """The content of thresholds.json."""
@@ -265,7 +274,7 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
     names = config_label_names(config, context.class_num)
     scorer = ModelScorer(context, weights) if needs_model else None
     if settings["scores"] is not None:
-        evaluation = load_scores(settings["scores"], "Calibrate.scores")
+        evaluation = with_known_labels(load_scores(settings["scores"], "Calibrate.scores"))
         logger.info("scores of DataLoader.Eval from %s (%d images)", evaluation.path,
                     evaluation.num_images)
     else:

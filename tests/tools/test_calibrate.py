@@ -201,6 +201,14 @@ def test_calibrate_leaves_unknown_labels_out(run, evaluated, tmp_path):
         assert entry["fitted"]["support"] == int((data.targets[:, column] == 1).sum())
 
 
+def test_scores_without_one_known_label_are_one_error_line(run, evaluated, tmp_path):
+    data = load_scores(run["out"] / "scores.npz", "Eval.scores")
+    data.targets = np.full_like(data.targets, -1)
+    unknown = save_scores(tmp_path / "unknown.npz", data)
+    assert_user_error(tool(run, "tools/calibrate.py", f"Calibrate.scores={unknown}"),
+                      str(unknown), "every label", "is unknown (-1)")
+
+
 @pytest.mark.parametrize("overrides, fragments", [
     (["Calibrate.policy=precsion:0.9"], ["Calibrate.policy", "Did you mean 'precision'",
                                          "Valid policies: f1, precision:P, recall:R, fixed:T"]),
