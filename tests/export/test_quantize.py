@@ -181,3 +181,20 @@ def test_the_method_with_the_best_map_is_chosen_and_near_ties_go_to_the_closest_
     assert choose_method(tried) == "Percentile"  # 0.03 points below: a tie, and closer scores
     assert choose_method(tried, tie_points=0.0) == "MinMax"
     assert choose_method({"Entropy": tried["Entropy"]}) == "Entropy"
+
+
+def test_the_int8_model_gets_a_triton_repository_with_float32_tensors(exported, tmp_path):
+    """An int8 (QDQ) model takes and gives float32: its Triton configs say TYPE_FP32 (the precision
+    "int8" used to be a KeyError traceback)."""
+    save_dir = tmp_path / "int8"
+    result = run_tool("tools/quantize.py", "--model_dir", exported["fp32"], "--save_dir", save_dir,
+                      "--calib_list", exported["train"], "--calib_root", exported["root"],
+                      "--eval_list", exported["val"], "--eval_root", exported["root"],
+                      "--num_calib", 8, "--max_map_drop", 100)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_tool("tools/export_triton.py", "--model_dir", save_dir, "--output", tmp_path / "repo")
+    assert result.returncode == 0, result.stderr[-3000:]
+    configs = {path.parent.name: path.read_text() for path in (tmp_path / "repo").glob("*/config.pbtxt")}
+    onnx_config = next(text for name, text in configs.items() if name.endswith("_onnx"))
+    assert "TYPE_FP32" in onnx_config and "TYPE_FP16" not in onnx_config
+    assert "int8" in result.stdout

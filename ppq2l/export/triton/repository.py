@@ -33,6 +33,8 @@ from ppq2l.export.triton.python_models import {cls} as TritonPythonModel  # noqa
 def read_exported_model(model_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     """The model.onnx of an export folder (or the file itself) and the description stored in it,
     read from the file with onnx (no onnxruntime session is built)."""
+    from onnx import TensorProto
+
     from ppq2l.export.onnx_runtime import resolve_model_path
 
     path = resolve_model_path(model_dir)
@@ -44,6 +46,18 @@ def read_exported_model(model_dir: str | os.PathLike) -> tuple[Path, dict[str, A
         raise ConfigError(f"{path}: its inputs {inputs} and outputs {outputs} do not match its "
                           f"description ({metadata['input_name']} -> {metadata['output_name']}); "
                           f"re-export it")
+    if metadata["precision"] not in model_config.DATA_TYPES:
+        raise ConfigError(f"{path}: precision {metadata['precision']!r} has no Triton tensor type "
+                          f"(known: {', '.join(model_config.DATA_TYPES)}); re-export it")
+    expected = {"TYPE_FP32": TensorProto.FLOAT, "TYPE_FP16": TensorProto.FLOAT16}[
+        model_config.DATA_TYPES[metadata["precision"]]]
+    served = (metadata["input_name"], metadata["output_name"])
+    for item in (*model.graph.input, *model.graph.output):
+        found = item.type.tensor_type.elem_type
+        if item.name in served and found != expected:
+            raise ConfigError(f"{path}: tensor {item.name} is {TensorProto.DataType.Name(found)}, not "
+                              f"{TensorProto.DataType.Name(expected)} as its precision "
+                              f"{metadata['precision']!r} says; re-export it")
     return path, metadata
 
 
