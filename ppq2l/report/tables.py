@@ -1,6 +1,8 @@
 """The numbers of an evaluation report, from scores, targets and the thresholds in use: the
 per-class table, precision-recall curves, the multi-label confusion counts and the images behind
-the worst classes' errors. Numpy only; the figures and the page are drawn from these."""
+the worst classes' errors. Numpy only; the figures and the page are drawn from these. A label
+that is unknown (-1) counts nowhere: not in a class's AP, counts or curve, not as a false
+positive, not as an error example."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -92,9 +94,9 @@ def confusion_counts(scores: np.ndarray, targets: np.ndarray, thresholds: np.nda
     """Counts [C, C]: counts[i, j] is the number of images showing class i on which class j is
     predicted although it is not there (a false positive of j). The images per class are the
     class table's support."""
-    positives = np.asarray(targets) != 0
-    false_positive = (scores >= thresholds) & ~positives
-    counts = positives.T.astype(np.float32) @ false_positive.astype(np.float32)
+    targets = np.asarray(targets)
+    false_positive = (scores >= thresholds) & (targets == 0)
+    counts = (targets > 0).T.astype(np.float32) @ false_positive.astype(np.float32)
     return counts.round().astype(np.int64)
 
 
@@ -111,10 +113,11 @@ def error_examples(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
                    names: list[str], index: int, count: int) -> tuple[list[Example], list[Example]]:
     """The `count` highest-scoring false positives and lowest-scoring false negatives of class
     `index` at its threshold."""
-    positives = np.asarray(targets) != 0
+    targets = np.asarray(targets)
+    positives = targets > 0
     column = scores[:, index].astype(np.float64)
     predicted = column >= thresholds[index]
-    false_positives = np.flatnonzero(predicted & ~positives[:, index])
+    false_positives = np.flatnonzero(predicted & (targets[:, index] == 0))
     false_negatives = np.flatnonzero(~predicted & positives[:, index])
     false_positives = false_positives[np.argsort(-column[false_positives], kind="stable")][:count]
     false_negatives = false_negatives[np.argsort(column[false_negatives], kind="stable")][:count]
