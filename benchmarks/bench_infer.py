@@ -35,6 +35,7 @@ from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import load_model_weights
 from ppq2l.explain.maps import ScoresAndMaps
+from ppq2l.export.metadata import MODEL_FILE
 from ppq2l.export.onnx_export import ATTENTION_NAME, SigmoidScores, check_parity, export_onnx
 from ppq2l.utils.model_info import FLOPS_PER_MAC, forward_gmacs
 
@@ -203,7 +204,7 @@ def main() -> None:
                            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}}
     with tempfile.TemporaryDirectory() as folder:
-        path, maps_path = Path(folder) / "model.onnx", Path(folder) / "model_maps.onnx"
+        path, maps_path = Path(folder) / MODEL_FILE, Path(folder) / "model_maps.onnx"
         export_onnx(scored, path, (height, width))
         check_parity(scored, path, (height, width))
         with_maps = ScoresAndMaps(model).eval()

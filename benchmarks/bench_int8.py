@@ -17,7 +17,7 @@ import statistics
 import numpy as np
 import onnxruntime
 
-from ppq2l.export.metadata import read_inference_yml
+from ppq2l.export.metadata import DESCRIPTION_FILE, read_inference_yml
 from ppq2l.export.onnx_runtime import onnx_backend
 
 from bench_common import median_seconds, write_results
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--output", default="benchmarks/results/bench_int8.json")
     args = parser.parse_args()
 
-    height, width = read_inference_yml(os.path.join(args.fp32, "inference.yml"))["input_size"]
+    height, width = read_inference_yml(os.path.join(args.fp32, DESCRIPTION_FILE))["input_size"]
     runs = {name: onnx_backend(folder, cpu_num_threads=args.threads).run
             for name, folder in (("fp32", args.fp32), ("int8", args.int8))}
     rng = np.random.default_rng(0)

@@ -18,6 +18,8 @@ import copy
 import ctypes
 import functools
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,7 @@ NEEDS_GPU = ["float16 export and its parity check", "torch eager fp16 and torch.
              "onnxruntime CUDA (fp32, fp16 model) and TensorRT fp16", "fraction of the GPU's dense fp16 peak",
              "the deploy predictor on the CUDA provider", "the training step in fp16 with and without compile"]
 TENSORRT_LIBRARY = "libnvinfer.so.10"  # what onnxruntime-gpu 1.31's TensorRT provider links
+CHILD_PREFIX = "gpu_check export: "  # how the export child marks its result line on stdout
 PHOTO_FOLDERS = ("shared/testdata", "../shared/testdata", "../../shared/testdata")
 
 
@@ -111,26 +114,65 @@ def export_overrides(work: Path, precision: str, gpu: bool) -> list[str]:
             f"Global.export_fp16={precision == 'fp16'}"]
 
 
+def settle_normalisation(model: torch.nn.Module, size: list[int]) -> None:
+    """Random weights brought to a trained network's scale: each batch-norm layer's running
+    statistics are set, in one forward pass over random images, to those of the input it
+    receives, so every layer's output is near unit scale. Left as initialised (mean 0, variance 1),
+    the residual stream of the random ResNet-101 reaches about 2.4e5 in layer4, beyond float16's
+    65504, and the exporter rightly refuses its float16 export as an overflow."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    def set_statistics(module: torch.nn.Module, inputs: tuple) -> None:
+        channels = inputs[0].detach().float().transpose(0, 1).flatten(1)
+        module.running_mean.copy_(channels.mean(1))
+        module.running_var.copy_(channels.var(1))
+
+    norms = [module for module in model.modules()
+             if isinstance(module, (torch.nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d))]
+    hooks = [module.register_forward_pre_hook(set_statistics) for module in norms]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def export_section(name: str, args: argparse.Namespace, work: Path, gpu: bool) -> dict:
-    """Random weights saved as a checkpoint, exported with the exporter (its own parity check)."""
+    """Random weights saved as a checkpoint, exported with the exporter (its own parity check),
+    each precision in a child process: a crash in native code (an onnxruntime or exporter
+    segmentation fault) fails this precision with its signal instead of ending the whole check."""
     config = load_config(name, args, export_overrides(work, "fp32", gpu))
     torch.manual_seed(0)
-    save_checkpoint({"model": build_model(config["Arch"]).state_dict()}, work / "weights.pth")
+    model = build_model(config["Arch"])
+    settle_normalisation(model, config["Global"]["image_shape"][1:])
+    save_checkpoint({"model": model.state_dict()}, work / "weights.pth")
     result = {}
     for precision in ("fp32", "fp16") if gpu else ("fp32",):
-        config = load_config(name, args, export_overrides(work, precision, gpu))
+        command = [sys.executable, "-X", "faulthandler", str(Path(__file__).resolve()),
+                   "--export_child", name, precision, str(work), *(["--cpu-only"] if not gpu else []),
+                   *(["--size", str(args.size)] if args.size else []),
+                   *(option for override in args.override for option in ("-o", override))]
         began = time.monotonic()
-        try:
-            summary = export_from_config(config)
-        except Exception as error:  # fp16 may fail where fp32 passed: keep both outcomes
-            result[precision] = {"error": f"{type(error).__name__}: {error}"}
+        child = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+        lines = [line[len(CHILD_PREFIX):] for line in child.stdout.splitlines() if line.startswith(CHILD_PREFIX)]
+        if child.returncode == 0 and lines:
+            result[precision] = {**json.loads(lines[-1]), "seconds": round(time.monotonic() - began, 1)}
             continue
-        result[precision] = {"max_abs_diff_vs_torch": summary["max_abs_diff"], "onnx": summary["onnx"],
-                             "seconds": round(time.monotonic() - began, 1)}
+        ended = (f"signal {signal.Signals(-child.returncode).name}" if child.returncode < 0
+                 else f"exit status {child.returncode}")
+        result[precision] = {"error": f"the {precision} export process ended with {ended}: "
+                                      f"{child.stderr.strip()[-900:]}"}
     failed = [precision for precision, outcome in result.items() if "error" in outcome]
     if failed:
         result["error"] = "; ".join(f"{precision} export: {result[precision]['error']}" for precision in failed)
     return result
+
+
+def export_child(name: str, precision: str, work: Path, args: argparse.Namespace, gpu: bool) -> dict:
+    """One export, in the child process export_section starts: the parity figures and the file."""
+    summary = export_from_config(load_config(name, args, export_overrides(work, precision, gpu)))
+    return {"max_abs_diff_vs_torch": summary["max_abs_diff"], "onnx": summary["onnx"]}
 
 
 # ------------------------------------------------------------------------------------ speed
@@ -266,7 +308,8 @@ def deploy_section(exported: dict | None, args: argparse.Namespace, gpu: bool, w
     photos, origin = find_photos(args.photos, work)
     model_dir = str(Path(exported["fp32"]["onnx"]).parent)
     command = [sys.executable, str(HERE / "gpu_deploy_check.py"), model_dir, str(photos),
-               "--batch_size", str(max(args.batches)), "--repeats", str(args.photo_repeats)]
+               "--batch_size", str(max(args.batches)), "--repeats", str(args.photo_repeats),
+               "--num_workers", str(min(8, os.cpu_count() or 1))]  # decoding photos bounds it otherwise
     result = subprocess.run(command + (["--use_gpu"] if gpu else []), capture_output=True, text=True,
                             cwd=REPO)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -311,7 +354,14 @@ def main() -> int:
     parser.add_argument("--train_batch", type=int, default=32)
     parser.add_argument("--budget_s", type=float, default=420.0, help="sections after this are skipped")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "gpu_check.json"))
+    parser.add_argument("--export_child", nargs=3, metavar=("CONFIG", "PRECISION", "WORK"),
+                        help=argparse.SUPPRESS)  # one export in a child process (export_section)
     args = parser.parse_args()
+    if args.export_child:
+        name, precision, work = args.export_child
+        gpu = torch.cuda.is_available() and not args.cpu_only
+        print(CHILD_PREFIX + json.dumps(export_child(name, precision, Path(work), args, gpu)), flush=True)
+        return 0
 
     gpu = torch.cuda.is_available() and not args.cpu_only
     device_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None

@@ -3,6 +3,7 @@ deploy machine), for benchmarks/gpu_check.py: prints one JSON line with the prov
 really runs on, the records' outcome, images/s, and what the CUDA libraries look like from here.
 
     python benchmarks/gpu_deploy_check.py MODEL_DIR PHOTOS_DIR [--use_gpu] [--batch_size 32] [--repeats 4]
+        [--num_workers 2]
 With --use_gpu the exit status is 1 when onnxruntime did not actually run on CUDA."""
 from __future__ import annotations
 
@@ -79,12 +80,15 @@ def main() -> int:
     parser.add_argument("--use_gpu", action="store_true")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=4, help="times the photos are predicted")
+    parser.add_argument("--num_workers", type=int, default=2,
+                        help="preprocessing threads (default 2, as the deploy predictor's config)")
     args = parser.parse_args()
     logger = logging.getLogger("gpu_deploy_check")
     collect = Collect()
     logger.addHandler(collect)
     backend = onnx_backend(args.model_dir, use_gpu=args.use_gpu, logger=logger)
-    predictor = Predictor.from_backend(backend, batch_size=args.batch_size, logger=logger)
+    predictor = Predictor.from_backend(backend, batch_size=args.batch_size, num_workers=args.num_workers,
+                                       logger=logger)
     files = [path for path in collect_image_files(args.photos, "photos")
              if path.suffix.lower() in IMAGE_SUFFIXES] * args.repeats  # a README beside them is no photo
     predictor.warm_up(files)
@@ -95,7 +99,7 @@ def main() -> int:
     result = {"providers": backend.device, "on_cuda": on_cuda, "files": len(files),
               "error_records": {record["file_name"]: record["error"] for record in records if "error" in record},
               "images_per_second": len(files) / seconds, "per_image_ms": predictor.timer.per_image_ms(),
-              "batch_size": args.batch_size, "warnings": collect.messages,
+              "batch_size": args.batch_size, "num_workers": args.num_workers, "warnings": collect.messages,
               "available_providers": onnxruntime.get_available_providers(),
               "torch_imported": "torch" in sys.modules and sys.modules["torch"] is not None}
     if CUDA in onnxruntime.get_available_providers():  # also without a GPU: would the provider load?

@@ -24,13 +24,13 @@ import numpy as np
 from ppq2l.data.image_files import collect_image_files
 from ppq2l.data.transforms import build_transforms
 from ppq2l.errors import ConfigError, DataError
+from ppq2l.export.metadata import MODEL_FILE
 from ppq2l.postprocess import build_postprocess
 from ppq2l.utils.logger import get_logger
 from ppq2l.utils.prefetch import ordered_map
 
 DEFAULT_POSTPROCESS = {"name": "MultiLabelThreshOutput", "threshold": 0.5}
 EVAL_OPS_KEY, INFER_OPS_KEY = "DataLoader.Eval.dataset.transform_ops", "Infer.transforms"
-ONNX_FILE = "model.onnx"
 NON_FINITE = "the model produced non-finite scores (NaN/Inf) for this image"
 INPUT_KEY = "Predictor inputs"
 
@@ -150,10 +150,10 @@ def load_backend(model: str | os.PathLike, *, device: str | None, config: Any,
     file is a checkpoint run with torch (imported only then)."""
     if not isinstance(model, (str, os.PathLike)):
         raise ConfigError(f"Predictor model must be a path (a checkpoint, an export folder or a "
-                          f"model.onnx), got {type(model).__name__}")
+                          f"{MODEL_FILE}), got {type(model).__name__}")
     path = Path(model).expanduser()
-    if path.is_dir() and not (path / ONNX_FILE).is_file():
-        raise ConfigError(f"{path} is a folder without {ONNX_FILE}: give an export folder "
+    if path.is_dir() and not (path / MODEL_FILE).is_file():
+        raise ConfigError(f"{path} is a folder without {MODEL_FILE}: give an export folder "
                           f"(tools/export_model.py) or a checkpoint file such as best_model.pth")
     if path.is_dir() or path.suffix.lower() == ".onnx":
         given = [name for name, value in (("device", device), ("config", config)) if value is not None]
@@ -166,7 +166,7 @@ def load_backend(model: str | os.PathLike, *, device: str | None, config: Any,
         return onnx_backend(path, logger=logger, **options)
     if not path.is_file():
         raise ConfigError(f"model not found: {path}; give a checkpoint written by tools/train.py, "
-                          f"an export folder from tools/export_model.py or its {ONNX_FILE}")
+                          f"an export folder from tools/export_model.py or its {MODEL_FILE}")
     given = [name for name, value in onnx_options.items() if value is not None]
     if given:
         raise ConfigError(f"Predictor: {', '.join(given)} applies to an exported ONNX model, and "

@@ -15,12 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ppq2l.cli import run_cli
 from ppq2l.data.image_files import collect_image_files
 from ppq2l.errors import ConfigError
-from ppq2l.predict import exit_status, failure_summary
+from ppq2l.export.triton.model_config import IMAGE_INPUT, LABELS_OUTPUT
+from ppq2l.postprocess.records import print_records, run_records_cli
 
-IMAGE_INPUT, LABELS_OUTPUT = "IMAGE", "LABELS"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 
 
@@ -89,23 +88,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
              for path in collect_image_files(item, f"inputs[{position}]")]
     client = TritonLabels(args.url, args.model, args.protocol, args.timeout_s)
     records = [client.record(path) for path in files]  # one request per file, in order
-    for record in records:
-        print(json.dumps(record))
-    summary = failure_summary(records)
-    if summary:
-        print(summary, file=sys.stderr)
+    print_records(records)
     return records
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Exit status: 0 all predicted, 1 some files failed, 2 a mistake or no server."""
-    outcome: dict = {}
-
-    def predict(arguments: Sequence[str] | None) -> None:
-        outcome["records"] = main(arguments)
-
-    status = run_cli(predict, argv)
-    return exit_status(outcome["records"]) if status == 0 else status
+    return run_records_cli(main, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from ppq2l.calibration.scores_file import (
     Scores,
     encode_targets,
     load_scores,
-    require_known_labels,
     same_source,
     save_scores,
     scores_source,
@@ -28,7 +27,7 @@ from ppq2l.calibration.search import Counts, ThresholdFit, counts_at, cross_fit,
 from ppq2l.calibration.thresholds_file import FILE_NAME as THRESHOLDS_FILE
 from ppq2l.calibration.thresholds_file import name_difference, write_thresholds
 from ppq2l.config import CALIBRATE_DEFAULTS, EVAL_DEFAULTS
-from ppq2l.errors import ConfigError, Ppq2lError
+from ppq2l.errors import ConfigError, DataError, Ppq2lError
 from ppq2l.utils.atomic_write import prepare_output_file
 
 BASELINE = 0.5
@@ -107,7 +106,7 @@ def obtain_scores(config: dict, scorer: ModelScorer, mode: str, section: dict, p
             if same_source(saved.source, wanted):
                 logger.info("reusing the scores of %s in %s (%d images)", data_key, path,
                             saved.num_images)
-                return require_known_labels(saved, "calibration")
+                return with_known_labels(saved)
             logger.info("%s holds scores of another checkpoint or data set config; scoring %s",
                         path, data_key)
     scores, targets, image_paths = scorer(mode, section)
@@ -115,7 +114,7 @@ def obtain_scores(config: dict, scorer: ModelScorer, mode: str, section: dict, p
     if is_main_process():
         save_scores(path, result)
         logger.info("saved the scores of %s to %s", data_key, path)
-    return require_known_labels(result, "calibration")
+    return with_known_labels(result)
 
 
 def calibration_section(config: dict, dataset: dict) -> dict:
@@ -225,6 +224,20 @@ def fit_and_hold_out(config: dict, settings: dict, evaluation: Scores, scorer: M
     return fitted_on, fit, held_out, method, {"scope": chosen, "held_out_macro_f1": macro_f1}
 
 
+def unknown_count(data: Scores) -> int:
+    """How many labels of `data` are unknown (-1): left out of the curves and the counts."""
+    return int((np.asarray(data.targets) < 0).sum())
+
+
+def with_known_labels(data: Scores) -> Scores:
+    """`data`, unless every label in it is unknown: a DataError then (nothing to fit on)."""
+    if data.targets.size and unknown_count(data) == data.targets.size:
+        where = data.path or data.source.get("list_file") or data.source.get("data")
+        raise DataError(f"every label in the scores of {where} is unknown (-1): thresholds need images "
+                        f"with known labels")
+    return data
+
+
 def thresholds_document(fit: ThresholdFit, held_out: Counts, fitted_on: Scores, evaluation: Scores,
                         method: str, seed: int, names: list[str] | None) -> dict[str, Any]:
     """The content of thresholds.json."""
@@ -234,9 +247,9 @@ def thresholds_document(fit: ThresholdFit, held_out: Counts, fitted_on: Scores, 
         "global_threshold": fit.global_threshold, "global_target_reached": fit.global_reached,
         "fitted_on": {key: fitted_on.source.get(key) for key in
                       ("data", "list_file", "checkpoint", "checkpoint_fingerprint")}
-        | {"num_images": fitted_on.num_images},
+        | {"num_images": fitted_on.num_images, "num_unknown_labels": unknown_count(fitted_on)},
         "held_out": {"method": method, "seed": seed, "list_file": evaluation.source.get("list_file"),
-                     "num_images": evaluation.num_images},
+                     "num_images": evaluation.num_images, "num_unknown_labels": unknown_count(evaluation)},
         "summary": {"baseline": summary_of(counts_at(evaluation.scores, evaluation.targets, BASELINE)),
                     "fitted": summary_of(fit.counts), "held_out": summary_of(held_out)},
         "fallback_classes": [shown[i] for i in np.flatnonzero(fit.fallback)],
@@ -261,8 +274,7 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
     names = config_label_names(config, context.class_num)
     scorer = ModelScorer(context, weights) if needs_model else None
     if settings["scores"] is not None:
-        evaluation = require_known_labels(load_scores(settings["scores"], "Calibrate.scores"),
-                                          "calibration")
+        evaluation = with_known_labels(load_scores(settings["scores"], "Calibrate.scores"))
         logger.info("scores of DataLoader.Eval from %s (%d images)", evaluation.path,
                     evaluation.num_images)
     else:
@@ -278,6 +290,11 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
     names = names or evaluation.class_names
     fitted_on, fit, held_out, method, scope = fit_and_hold_out(config, settings, evaluation, scorer,
                                                                output, names, logger)
+    for data in {id(fitted_on): fitted_on, id(evaluation): evaluation}.values():
+        if unknown_count(data):
+            logger.info("%d of %d labels of %s are unknown: each class's thresholds and counts use "
+                        "the images whose label for it is known", unknown_count(data), data.targets.size,
+                        data.source.get("list_file") or data.source.get("data"))
     document = thresholds_document(fit, held_out, fitted_on, evaluation, method,
                                    int(config["Global"]["seed"]), names)
     document["scope"] = {"setting": settings["scope"], **scope}

@@ -49,18 +49,6 @@ def encode_targets(targets: Any) -> np.ndarray:
     return np.where(targets < 0, -1, targets >= 0.5).astype(np.int8)
 
 
-def require_known_labels(data: Scores, what: str) -> Scores:
-    """`data` if every label is known; a DataError otherwise, since thresholds and report
-    figures computed with unknown labels counted as negatives would be wrong without a word."""
-    unknown = int((np.asarray(data.targets) < 0).sum())
-    if unknown:
-        where = data.path or data.source.get("list_file") or data.source.get("data")
-        raise DataError(f"{what}: {unknown} of {data.targets.size} labels in the scores of {where} are "
-                        f"unknown (-1); per-class thresholds and the report need every label known "
-                        f"(they would count unknown labels as negatives): score a fully labelled list")
-    return data
-
-
 def scores_source(weights: str | os.PathLike, data_key: str, dataset: dict,
                   config: dict) -> dict[str, Any]:
     """What identifies a set of scores: the checkpoint (path and fingerprint), the data set's

@@ -12,6 +12,10 @@ same side of both neighbours however the scores are later rounded.
 Classes with fewer than `min_positives` positives have too little evidence for a threshold of
 their own; they take the threshold that the same policy picks for all classes pooled (one curve
 over every score of the matrix), and are marked as fallbacks.
+
+Unknown labels (target -1, partially labelled data) are left out: each class's curve runs over the
+images whose label for it is known, as a per-class AP does, so an unknown label is neither a hit
+nor a false alarm at any threshold.
 """
 from __future__ import annotations
 
@@ -80,30 +84,43 @@ class ThresholdFit:
     min_positives: int
 
 
-def check_scores(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores as float32 or float64 [N, C] in [0, 1] and targets as a bool mask; ValueError
-    otherwise. float16 is widened exactly; integers become float64."""
-    scores, positives = np.asarray(scores), np.asarray(positives)
-    if scores.ndim != 2 or scores.shape != positives.shape or scores.shape[0] == 0:
+def label_masks(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(positives, known) as bool masks of targets [N, C] that are a bool mask or numbers (> 0
+    positive, 0 negative, < 0 unknown); `known` is None when every label is known."""
+    targets = np.asarray(targets)
+    if targets.dtype == bool:
+        return targets, None
+    known = targets >= 0
+    return targets > 0, None if known.all() else known
+
+
+def check_scores(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Scores as float32 or float64 [N, C] in [0, 1], and the targets as (positives, known) bool
+    masks (see label_masks); ValueError otherwise. float16 is widened exactly; integers become
+    float64."""
+    scores, targets = np.asarray(scores), np.asarray(targets)
+    if scores.ndim != 2 or scores.shape != targets.shape or scores.shape[0] == 0:
         raise ValueError(f"scores and targets must both be [N, C] with N >= 1, got {scores.shape} "
-                         f"and {positives.shape}")
+                         f"and {targets.shape}")
     if scores.dtype.kind not in "biuf":
         raise ValueError(f"scores must be real numbers, got {scores.dtype}")
     if scores.dtype not in (np.float32, np.float64):
         scores = scores.astype(np.float32 if scores.dtype == np.float16 else np.float64)
     if not (np.isfinite(scores).all() and scores.min() >= 0 and scores.max() <= 1):
         raise ValueError("scores must be finite sigmoid outputs in [0, 1]")
-    return scores, positives.astype(bool, copy=False)
+    return (scores, *label_masks(targets))
 
 
 class SortedScores:
-    """Every class's scores sorted from high to low, with the positives among the best k."""
+    """Every class's scores sorted from high to low, with the positives among the best k; entries
+    whose label is unknown sort after every known one, and no cut reaches them."""
 
-    def __init__(self, keys: np.ndarray, dtype: np.dtype) -> None:
-        """From `keys` [C, N] sorted ascending along each row (see `from_scores`)."""
+    def __init__(self, keys: np.ndarray, dtype: np.dtype, known: np.ndarray | None = None) -> None:
+        """From `keys` [C, N] sorted ascending along each row (see `from_scores`); `known` [C]
+        counts each row's entries with a known label (None: all are known)."""
         self.keys, unsigned = keys, keys.dtype.type
         high_to_low = keys[:, ::-1]  # a view; the arrays computed from it come out contiguous
-        self.values = (high_to_low >> unsigned(1)).view(dtype)
+        self.values = (high_to_low >> unsigned(2)).view(dtype)
         # tp[c, k]: positives among the k + 1 best scores of class c (int32 unless that overflows)
         count = np.int32 if keys.shape[1] < 2 ** 31 else np.int64
         self.tp = np.cumsum((high_to_low & unsigned(1)).astype(np.uint8), axis=1, dtype=count)
@@ -112,25 +129,39 @@ class SortedScores:
         # ends[c, k]: cutting after position k separates no equal scores
         self.ends = np.ones(self.values.shape, dtype=bool)
         np.not_equal(self.values[:, :-1], self.values[:, 1:], out=self.ends[:, :-1])
+        self.known = known
+        # last[c]: the cut that accepts every known entry of class c (-1 when none is known)
+        self.last = np.full(len(keys), self.size - 1) if known is None else np.asarray(known) - 1
+        if known is not None:  # no cut beyond the known entries; cutting after the last is one
+            self.ends &= np.arange(self.size) <= self.last[:, None]
+            rows = np.flatnonzero(self.last >= 0)
+            self.ends[rows, self.last[rows]] = True
 
     @classmethod
-    def from_scores(cls, scores: np.ndarray, positives: np.ndarray) -> SortedScores:
-        """Sort checked scores [N, C] (see check_scores) with their bool positives."""
+    def from_scores(cls, scores: np.ndarray, positives: np.ndarray,
+                    known: np.ndarray | None = None) -> SortedScores:
+        """Sort checked scores [N, C] (see check_scores) with their bool positives and, where
+        some labels are unknown, the bool mask of the known ones."""
         columns = scores.T.copy()
         columns[columns == 0] = 0  # -0.0 has the sign bit set and would sort above 1.0
         unsigned = np.uint32 if columns.dtype == np.float32 else np.uint64
         # Non-negative IEEE floats sort like their bit patterns; with the label in the lowest
-        # bit one integer sort orders scores and carries the labels along (under 1.0 the top
-        # bit is free, so the shift loses nothing). Much faster than an argsort.
-        keys = columns.view(unsigned) << unsigned(1)
+        # bit and "known" in the next, one integer sort orders scores and carries the labels
+        # along (under 1.0 the top two bits are free, so the shift loses nothing). An unknown
+        # entry's key is 0, below every known one. Much faster than an argsort.
+        keys = columns.view(unsigned) << unsigned(2)
         keys |= positives.T.view(np.uint8)
+        keys |= unsigned(2)
+        if known is not None:
+            keys[~known.T] = 0
         keys.sort(axis=1)
-        return cls(keys, columns.dtype)
+        return cls(keys, columns.dtype, None if known is None else known.sum(axis=0))
 
     def pooled(self) -> SortedScores:
         """All classes as one curve. The rows are sorted already, and sorting their
         concatenation costs a fraction of sorting the scores afresh."""
-        return SortedScores(np.sort(self.keys.ravel())[None, :], self.values.dtype)
+        known = None if self.known is None else np.array([self.known.sum()])
+        return SortedScores(np.sort(self.keys.ravel())[None, :], self.values.dtype, known)
 
     def cuts(self, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
         """(index of the last accepted score, target reached) per class for `policy`."""
@@ -175,36 +206,42 @@ class SortedScores:
         middle = (accepted + rejected) / 2.0
         # float64 inputs: the middle of two neighbouring doubles rounds to one of them
         middle = np.where(middle > rejected, middle, accepted)
-        return np.where(cut == self.size - 1, accepted, middle)
+        return np.where(cut >= self.last, accepted, middle)
 
     def counts_at(self, thresholds: np.ndarray) -> Counts:
         """Counts per class when class c is predicted at scores >= thresholds[c]."""
         predicted = (self.values >= thresholds[:, None]).sum(axis=1)
+        if self.known is not None:  # the unknown entries sort last: a threshold that takes one
+            predicted = np.minimum(predicted, self.known)  # has taken every known entry before
         rows = np.arange(len(self.values))
         tp = np.where(predicted > 0, self.tp[rows, np.maximum(predicted - 1, 0)], 0)
         return Counts(tp, predicted, self.support.copy())
 
 
-def counts_at(scores: np.ndarray, positives: np.ndarray, thresholds: np.ndarray | float) -> Counts:
+def counts_at(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray | float) -> Counts:
     """Per-class counts when class c is predicted at scores >= thresholds[c] (compared in float64,
-    so a threshold between two float32 scores is never rounded onto one of them)."""
+    so a threshold between two float32 scores is never rounded onto one of them); targets as
+    label_masks reads them, an unknown label counted nowhere."""
     predicted = scores >= np.asarray(thresholds, dtype=np.float64)
-    positives = np.asarray(positives, dtype=bool)
+    positives, known = label_masks(targets)
+    if known is not None:
+        predicted &= known
     return Counts((predicted & positives).sum(axis=0), predicted.sum(axis=0), positives.sum(axis=0))
 
 
 def fit_thresholds(scores: np.ndarray, targets: np.ndarray, policy: Policy,
                    min_positives: int = 5, one_for_all: bool = False) -> ThresholdFit:
-    """Per-class thresholds for `policy` on sigmoid `scores` [N, C] and 0/1 `targets` [N, C];
-    with `one_for_all`, every class takes the threshold of all classes pooled."""
-    scores, positives = check_scores(scores, targets)
+    """Per-class thresholds for `policy` on sigmoid `scores` [N, C] and `targets` [N, C] (1 or
+    True positive, 0 negative, -1 unknown: left out); with `one_for_all`, every class takes the
+    threshold of all classes pooled."""
+    scores, positives, known = check_scores(scores, targets)
     if policy.kind == "fixed":
         value = float(policy.target)
         thresholds = np.full(scores.shape[1], value)
-        counts = counts_at(scores, positives, thresholds)
+        counts = counts_at(scores, targets, thresholds)
         none = np.zeros(scores.shape[1], dtype=bool)
         return ThresholdFit(policy, thresholds, counts, none, ~none, value, True, min_positives)
-    classes = SortedScores.from_scores(scores, positives)
+    classes = SortedScores.from_scores(scores, positives, known)
     pooled = classes.pooled()
     pooled_cut, pooled_reached = pooled.cuts(policy)
     global_threshold = float(pooled.thresholds_at(pooled_cut)[0])
@@ -228,14 +265,14 @@ def cross_fit(scores: np.ndarray, targets: np.ndarray, policy: Policy, min_posit
               folds: int = 5, seed: int = 0, one_for_all: bool = False) -> Counts:
     """Held-out counts: each fold is scored at thresholds fitted on the other folds, and the
     counts of all folds are added, so every image is counted once by thresholds that never saw it."""
-    scores, positives = check_scores(scores, targets)
+    scores, targets = check_scores(scores, targets)[0], np.asarray(targets)
     if not 2 <= folds <= len(scores):
         raise ValueError(f"folds must be from 2 to the number of images ({len(scores)}), got {folds}")
     fold_of = fold_assignment(len(scores), folds, seed)
     total = None
     for fold in range(folds):  # a handful of folds; each fit is vectorised over classes
         held_out = fold_of == fold
-        fit = fit_thresholds(scores[~held_out], positives[~held_out], policy, min_positives, one_for_all)
-        counts = counts_at(scores[held_out], positives[held_out], fit.thresholds)
+        fit = fit_thresholds(scores[~held_out], targets[~held_out], policy, min_positives, one_for_all)
+        counts = counts_at(scores[held_out], targets[held_out], fit.thresholds)
         total = counts if total is None else total + counts
     return total

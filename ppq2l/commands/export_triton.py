@@ -7,17 +7,20 @@ postprocess models and an ensemble NAME: a client sends encoded image bytes and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from ppq2l.cli import run_cli
 from ppq2l.errors import ConfigError
+from ppq2l.export.triton.model_config import KINDS, ServingOptions
+
+# the options of ServingOptions, with its defaults: each is the command-line option of that name
+DEFAULTS = {field.name: field.default for field in dataclasses.fields(ServingOptions) if field.init}
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    defaults = {"name": "ppq2l", "max_batch_size": 32, "max_queue_delay_us": 500, "instances": 1,
-                "python_instances": 2}
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("the model (one of)")
     source.add_argument("--model_dir", help="an export folder of tools/export_model.py (or its model.onnx)")
@@ -26,19 +29,21 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="override a config value (repeatable; with -c)")
     parser.add_argument("--output", required=True, help="the repository folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    parser.add_argument("--name", default=defaults["name"],
+    parser.add_argument("--name", default=DEFAULTS["name"],
                         help="the ensemble's name; the models are NAME_preprocess, NAME_onnx, NAME_postprocess")
-    parser.add_argument("--max_batch_size", type=int, default=defaults["max_batch_size"])
-    parser.add_argument("--preferred_batch_sizes", type=int, nargs="+", default=[8, 16, 32],
-                        help="batch sizes the dynamic batcher aims for (default 8 16 32)")
-    parser.add_argument("--max_queue_delay_us", type=int, default=defaults["max_queue_delay_us"],
+    parser.add_argument("--max_batch_size", type=int, default=DEFAULTS["max_batch_size"])
+    parser.add_argument("--preferred_batch_sizes", type=int, nargs="+",
+                        default=list(DEFAULTS["preferred_batch_sizes"]),
+                        help=f"batch sizes the dynamic batcher aims for (default "
+                             f"{' '.join(map(str, DEFAULTS['preferred_batch_sizes']))})")
+    parser.add_argument("--max_queue_delay_us", type=int, default=DEFAULTS["max_queue_delay_us"],
                         help="how long the batcher waits to fill a batch, microseconds")
-    parser.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="where the ONNX model runs")
-    parser.add_argument("--instances", type=int, default=defaults["instances"],
+    parser.add_argument("--kind", choices=tuple(KINDS), default=DEFAULTS["kind"], help="where the ONNX model runs")
+    parser.add_argument("--instances", type=int, default=DEFAULTS["instances"],
                         help="instances of the ONNX model (per GPU with --kind gpu)")
-    parser.add_argument("--python_instances", type=int, default=defaults["python_instances"],
+    parser.add_argument("--python_instances", type=int, default=DEFAULTS["python_instances"],
                         help="CPU instances of the preprocess and postprocess models each")
-    parser.add_argument("--python_env", default=None,
+    parser.add_argument("--python_env", default=DEFAULTS["python_env"],
                         help="a Python environment with ppq2l installed, for the python models "
                              "(EXECUTION_ENV_PATH: a folder or conda-pack archive, as the server sees it); "
                              "default: the server's own Python")
@@ -51,15 +56,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Check the options, export first when a config is given, write the repository."""
     args = parse_arguments(argv)
-    from ppq2l.export.triton.model_config import ServingOptions
     from ppq2l.export.triton.repository import check_target, write_repository
 
-    options = ServingOptions(name=args.name, max_batch_size=args.max_batch_size,
-                             preferred_batch_sizes=args.preferred_batch_sizes,
-                             max_queue_delay_us=args.max_queue_delay_us, kind=args.kind,
-                             instances=args.instances, python_instances=args.python_instances,
-                             tensorrt=args.tensorrt, tensorrt_fp16=args.tensorrt_fp16,
-                             python_env=args.python_env)
+    options = ServingOptions(**{name: getattr(args, name) for name in DEFAULTS})
     if (args.model_dir is None) == (args.config is None):
         raise ConfigError("give the model with --model_dir (an export folder) or with -c CONFIG "
                           "-o Global.pretrained_model=PATH (exported first), not both")

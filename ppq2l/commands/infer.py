@@ -6,17 +6,15 @@ With -o Infer.explain=True [-o Infer.explain_dir=DIR] it also draws every predic
 over its image (see ppq2l.explain.render.OverlayWriter)."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from ppq2l.cli import run_cli
 from ppq2l.config import get_config, parse_args
 from ppq2l.data.image_files import collect_image_files
 from ppq2l.errors import ConfigError
-from ppq2l.postprocess.records import write_records
-from ppq2l.predict import Predictor, exit_status, failure_summary
+from ppq2l.postprocess.records import print_records, run_records_cli, write_records
+from ppq2l.predict import Predictor
 from ppq2l.utils.atomic_write import prepare_output_dir, prepare_output_file
 
 
@@ -73,26 +71,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parse_args(argv, description=__doc__)
     config = get_config(args.config, args.override)
     records = predict(config)
-    for record in records:
-        print(json.dumps(record))
+    print_records(records)
     save_path = (config.get("Infer") or {}).get("save_path")
     if save_path:
         write_records(records, Path(save_path).expanduser())
-    summary = failure_summary(records)
-    if summary:
-        print(summary, file=sys.stderr)
     return records
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Exit status: 0 when every image was predicted, 1 when some failed, 2 on a config error."""
-    outcome: dict = {}
-
-    def run(arguments) -> None:
-        outcome["records"] = main(arguments)
-
-    status = run_cli(run, argv)
-    return exit_status(outcome["records"]) if status == 0 else status
+    return run_records_cli(main, argv)
 
 
 if __name__ == "__main__":

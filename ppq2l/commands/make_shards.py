@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ppq2l.checks import integer
 from ppq2l.cli import run_cli
 from ppq2l.config import get_config
-from ppq2l.errors import ConfigError, DataError
+from ppq2l.errors import ConfigError
 from ppq2l.utils.logger import get_logger
 
 SPLITS = ("Train", "Eval")
@@ -80,6 +80,7 @@ def make_shards(config: dict, split: str, output_dir: str, name: str | None = No
     """Write the shards and the manifest of `DataLoader.<split>.dataset`; `seed` None keeps the
     dataset's order. Returns the summary."""
     from ppq2l.data.dataloader import build_dataset
+    from ppq2l.data.image_files import read_image_bytes
     from ppq2l.data.label_store import label_counts
     from ppq2l.data.shard_reader import MANIFEST_FORMAT, MANIFEST_VERSION, encode_labels, sample_key
     from ppq2l.data.sharded_dataset import ShardedDataset
@@ -100,12 +101,7 @@ def make_shards(config: dict, split: str, output_dir: str, name: str | None = No
     shards, batch, started = [], [], time.perf_counter()
     for written, index in enumerate(tqdm(order, desc="samples", unit="img")):
         path = dataset.image_paths[index]
-        try:
-            with open(path, "rb") as handle:
-                image = handle.read()
-        except OSError as error:
-            raise DataError(f"cannot read image {path} ({dataset.sources[index]}): {error.strerror or error}") \
-                from None
+        image = read_image_bytes(path, dataset.sources[index])
         labels = encode_labels(np.asarray(dataset.labels[index], dtype=np.int8), dataset.sources[index])
         batch.append((sample_key(written), image_extension(path), image, labels))
         if len(batch) == samples_per_shard or written == len(order) - 1:

@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(argv, description=__doc__)
     config = get_config(args.config, args.override)
     from ppq2l.calibration.run import eval_scores_path, section_settings
-    from ppq2l.calibration.scores_file import load_scores, require_known_labels
+    from ppq2l.calibration.scores_file import load_scores
     from ppq2l.engine.evaluator import compute_metrics
     from ppq2l.metric import build_metrics
     from ppq2l.report.from_config import prepare_report_folder, report_from_config
@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     chosen = section_settings(config, "Eval")["report"]
     folder = prepare_report_folder(chosen or Path(config["Global"]["output_dir"]) / "report")
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
-    data = require_known_labels(load_scores(eval_scores_path(config), "Eval.scores"), "Eval.report")
+    data = load_scores(eval_scores_path(config), "Eval.scores")
     logger.info("scores of %d images from %s", data.num_images, data.path)
     results = compute_metrics(metrics, data.scores, data.targets)  # what tools/eval.py printed
     path = report_from_config(config, data, folder, results, logger)

@@ -1,5 +1,5 @@
 """The files an inference command reads: one file, or every non-hidden file under a folder, in
-path order."""
+path order; and the bytes of one image file as the datasets read it."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,17 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from ppq2l.errors import ConfigError
+from ppq2l.errors import ConfigError, DataError
+
+
+def read_image_bytes(path: str | os.PathLike, source: str) -> bytes:
+    """The bytes of the image file `path`, listed at `source`; a DataError naming both when it
+    cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise DataError(f"cannot read image {path} ({source}): {error.strerror or error}") from None
 
 
 def _walk_sorted(folder: Path) -> Iterator[Path]:

@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ppq2l.checks import flag, integer
+from ppq2l.data.image_files import read_image_bytes
 from ppq2l.data.label_store import LabelCounts, SparseLabels, label_counts
 from ppq2l.data.text_files import read_utf8_text
 from ppq2l.data.transforms import Compose, build_transforms
@@ -36,6 +37,18 @@ def as_compose(transform_ops: list[dict] | Compose | None, where: str = "transfo
         raise ConfigError(f"{where}: the list is empty; give at least DecodeImage, ResizeImage, "
                           "NormalizeImage and ToCHWImage")
     return transforms
+
+
+def transform_image(transforms: Compose, data: bytes, rng: np.random.Generator | None, where: str,
+                    skip_bad_images: bool) -> Any:
+    """The image bytes `data` through `transforms`; an error names the image `where`, or with
+    `skip_bad_images` an undecodable image gives None (the sample is dropped)."""
+    try:
+        return transforms(data, rng)
+    except Ppq2lError as error:
+        if skip_bad_images and isinstance(error, DataError):
+            return None
+        raise type(error)(f"image {where}: {error}") from error
 
 
 def check_class_num(class_num: Any) -> int:
@@ -160,19 +173,13 @@ class MultiLabelImageDataset(Dataset):
         with `skip_bad_images`, None: the collate function drops it and the epoch log counts it."""
         path, source = self.image_paths[index], self.sources[index]
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-        except OSError as error:
+            data = read_image_bytes(path, source)
+        except DataError:
             if self.skip_bad_images:
                 return None
-            raise DataError(f"cannot read image {path} ({source}): {error.strerror or error}") from error
-        try:
-            image = self.transforms(data, rng)
-        except Ppq2lError as error:
-            if self.skip_bad_images and isinstance(error, DataError):
-                return None
-            raise type(error)(f"image {path} ({source}): {error}") from error
-        return image, np.array(self.labels[index], dtype=np.int8)
+            raise
+        image = transform_image(self.transforms, data, rng, f"{path} ({source})", self.skip_bad_images)
+        return None if image is None else (image, np.array(self.labels[index], dtype=np.int8))
 
     def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
         return self.get(index)

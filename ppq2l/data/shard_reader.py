@@ -9,7 +9,7 @@ import json
 import os
 import posixpath
 import tarfile
-from typing import IO, Iterator, NamedTuple
+from typing import IO, Any, Iterator, NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
@@ -63,6 +63,13 @@ def resolve(base: str, url: str) -> str:
     if is_local(base):
         return os.path.join(os.path.dirname(base), url)
     return posixpath.join(base.rsplit("/", 1)[0], url)
+
+
+def locate(offsets: np.ndarray, indices: Any) -> tuple[Any, Any]:
+    """(shard, position within it) of the sample index or index array `indices`, the shards
+    starting at `offsets` (a Manifest's)."""
+    shard = np.searchsorted(offsets, indices, side="right") - 1
+    return shard, indices - offsets[shard]
 
 
 class Manifest(NamedTuple):

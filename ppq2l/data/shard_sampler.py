@@ -20,7 +20,7 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from ppq2l.data.shard_reader import Manifest
+from ppq2l.data.shard_reader import Manifest, locate
 
 Piece = tuple[int, int, int]  # (shard, first position, position after the last)
 
@@ -28,8 +28,7 @@ Piece = tuple[int, int, int]  # (shard, first position, position after the last)
 def pieces_of(indices: np.ndarray, offsets: np.ndarray) -> tuple[Piece, ...]:
     """The runs of consecutive positions within one shard that the sample `indices` (in stream
     order) fall into: what must be read to have them all."""
-    shard = np.searchsorted(offsets, indices, side="right") - 1
-    position = indices - offsets[shard]
+    shard, position = locate(offsets, indices)
     breaks = np.flatnonzero((shard[1:] != shard[:-1]) | (position[1:] != position[:-1] + 1)) + 1
     starts, stops = np.r_[0, breaks], np.r_[breaks, len(indices)]
     return tuple((int(shard[a]), int(position[a]), int(position[b - 1]) + 1) for a, b in zip(starts, stops))

@@ -14,17 +14,18 @@ import torch.utils.data
 
 from ppq2l.checks import flag, integer
 from ppq2l.data.label_store import LabelCounts
-from ppq2l.data.list_dataset import as_compose
+from ppq2l.data.list_dataset import as_compose, transform_image
 from ppq2l.data.shard_reader import (
     decode_labels,
     image_member,
+    locate,
     read_manifest,
     read_piece,
     sample_key,
 )
 from ppq2l.data.shard_sampler import Piece
 from ppq2l.data.transforms import Compose
-from ppq2l.errors import ConfigError, DataError, Ppq2lError
+from ppq2l.errors import ConfigError, DataError
 from ppq2l.registry import DATASETS
 
 
@@ -40,8 +41,7 @@ class SampleNames(Sequence):
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        return f"{self.shards[shard]}#{sample_key(int(index))}"
+        return f"{self.shards[int(locate(self.offsets, index)[0])]}#{sample_key(int(index))}"
 
 
 @DATASETS.register
@@ -97,8 +97,7 @@ class ShardedDataset:
         """(image bytes, int8 labels, source) of sample `index`, read with its `window` (alone
         when None: a whole shard prefix is passed over, so use windows for anything but a look)."""
         if window is None:
-            shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
-            position = index - int(self.offsets[shard])
+            shard, position = (int(value) for value in locate(self.offsets, index))
             window = ((shard, position, position + 1),)
         sample = self._window(window).get(index)
         where = self.image_paths[index]
@@ -111,13 +110,8 @@ class ShardedDataset:
             window: tuple[Piece, ...] | None = None) -> tuple[Any, np.ndarray] | None:
         """Sample `index` transformed with `rng` (see MultiLabelImageDataset.get)."""
         data, labels, where = self.raw_sample(index, window)
-        try:
-            image = self.transforms(data, rng)
-        except Ppq2lError as error:
-            if self.skip_bad_images and isinstance(error, DataError):
-                return None
-            raise type(error)(f"image {where}: {error}") from error
-        return image, labels
+        image = transform_image(self.transforms, data, rng, where, self.skip_bad_images)
+        return None if image is None else (image, labels)
 
     def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
         return self.get(index)

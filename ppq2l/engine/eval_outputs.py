@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ppq2l.calibration.run import eval_scores_path, section_settings
-from ppq2l.calibration.scores_file import Scores, encode_targets, require_known_labels, save_scores, scores_source
+from ppq2l.calibration.scores_file import Scores, encode_targets, save_scores, scores_source
 from ppq2l.utils.atomic_write import prepare_output_file
 
 
@@ -45,5 +45,4 @@ def write_eval_outputs(outputs: EvalOutputs, config: dict, scores: np.ndarray, t
     if outputs.report_folder is not None:
         from ppq2l.report.from_config import report_from_config
 
-        require_known_labels(data, "Eval.report")
         report_from_config(config, data, outputs.report_folder, results, logger)

@@ -1,6 +1,7 @@
 """The description an exported model carries (label names, thresholds, input size, preprocessing
 and postprocessing) as one JSON document in the ONNX `metadata_props`, plus its `inference.yml`
-copy. No torch and no onnx import: the deploy predictor reads it through onnxruntime."""
+copy. No torch, and onnx only in `read_model_description`: the deploy predictor reads the
+description through onnxruntime."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,8 @@ import yaml
 from ppq2l.errors import ConfigError
 from ppq2l.utils.atomic_write import write_text_atomic
 
+# the files of an export folder: the model with its description inside, and the readable copy
+MODEL_FILE, DESCRIPTION_FILE = "model.onnx", "inference.yml"
 METADATA_KEY = "ppq2l"
 METADATA_FORMAT = "ppq2l.multilabel"
 METADATA_VERSION = 1
@@ -97,6 +100,22 @@ def metadata_from_properties(properties: Mapping[str, str], source: str) -> dict
                           f"{', '.join(properties) or 'none'}); it was not exported by "
                           f"tools/export_model.py, so its preprocessing is unknown")
     return decode_metadata(properties[METADATA_KEY], source)
+
+
+def read_model_description(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """The onnx ModelProto at `path` (its graph's inputs, outputs, shapes and types; external
+    weight files are not read) and the description stored in it, without starting a session;
+    a ConfigError when the file is not an ONNX model."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except (OSError, DecodeError) as error:
+        raise ConfigError(f"cannot read {path} as an ONNX model ({str(error)[:300]}); export it "
+                          f"again with tools/export_model.py") from None
+    properties = {entry.key: entry.value for entry in model.metadata_props}
+    return model, metadata_from_properties(properties, os.fspath(path))
 
 
 def write_inference_yml(path: str | os.PathLike, metadata: Mapping[str, Any]) -> Path:

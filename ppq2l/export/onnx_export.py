@@ -16,15 +16,20 @@ from torch import Tensor, nn
 from ppq2l.data.transforms import CropImage, ResizeImage, build_transforms
 from ppq2l.engine.checkpoint import first_nonfinite_tensor
 from ppq2l.errors import CheckpointError, ConfigError, Ppq2lError
-from ppq2l.export.metadata import attach_metadata, build_metadata, write_inference_yml
+from ppq2l.export.metadata import (
+    DESCRIPTION_FILE,
+    MODEL_FILE,
+    attach_metadata,
+    build_metadata,
+    write_inference_yml,
+)
 from ppq2l.export.staging import PromotionError, staged_export
 from ppq2l.postprocess import build_postprocess
-from ppq2l.predict import ONNX_FILE, config_postprocess, inference_transforms
+from ppq2l.predict import config_postprocess, inference_transforms
 from ppq2l.utils.atomic_write import atomic_output, prepare_output_dir
 
 OPSET_VERSION = 17
 INPUT_NAME, OUTPUT_NAME, ATTENTION_NAME = "images", "scores", "attention"
-MODEL_FILE, DESCRIPTION_FILE = ONNX_FILE, "inference.yml"
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 2e-2  # half precision keeps about three significant digits
 EXPORT_BATCH = 2  # not 1, so the trace cannot specialise anything to a single image
@@ -156,10 +161,8 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
     gives both, keyed `<shape> attention`) on random inputs, per checked shape; raises a
     Ppq2lError when one is above the tolerance (1e-4 in float32) or any value is NaN/Inf.
     `source` (the checkpoint) is what a message about the model's own scores names."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     device = next(model.parameters()).device
+    session = parity_session(path, on_gpu=half and device.type == "cuda")
     dtype = torch.float16 if half else torch.float32
     rng = np.random.default_rng(seed)
     shapes = [(batch, *input_size) for batch in batches]
@@ -200,6 +203,22 @@ def check_parity(model: nn.Module, path: str | os.PathLike, input_size: Sequence
         raise Ppq2lError(f"onnxruntime and torch outputs of the exported graph differ by up to "
                          f"{worst:.3g} (tolerance {tolerance:g}); per input: {differences}")
     return differences
+
+
+def parity_session(path: str | os.PathLike, on_gpu: bool):
+    """The onnxruntime session the parity check runs: a float16 export (made on a GPU, meant for
+    one) on onnxruntime's CUDA provider where this onnxruntime has it, since its CPU float16
+    kernels are slow and have crashed the whole process on a GPU host (a segmentation fault in a
+    worker thread); a float32 export on the CPU."""
+    import onnxruntime
+
+    from ppq2l.export.onnx_runtime import CPU, CUDA, preload_cuda_libraries
+
+    providers = [CPU]
+    if on_gpu and CUDA in onnxruntime.get_available_providers():
+        preload_cuda_libraries(logging.getLogger(__name__))
+        providers = [CUDA, CPU]
+    return onnxruntime.InferenceSession(str(path), providers=providers)
 
 
 def export_from_config(config: dict) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import onnxruntime
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from ppq2l.errors import ConfigError
-from ppq2l.export.metadata import metadata_from_properties
-from ppq2l.predict import ONNX_FILE, Backend
+from ppq2l.export.metadata import MODEL_FILE, metadata_from_properties
+from ppq2l.predict import Backend
 from ppq2l.utils.logger import get_logger
 
 BROKEN_MODEL_ADVICE = "the exported model is broken: re-export it from a good checkpoint"
@@ -35,7 +35,7 @@ def resolve_model_path(model_dir: str | os.PathLike) -> Path:
     """The ONNX file: `model_dir/model.onnx`, or `model_dir` itself when it is a file."""
     path = Path(model_dir).expanduser()
     if path.is_dir() or path.suffix.lower() != ".onnx":
-        path = path / ONNX_FILE
+        path = path / MODEL_FILE
     if not path.is_file():
         raise ConfigError(f"inference model not found: {path}; export one with "
                           f"tools/export_model.py and give its folder (Global.inference_model_dir "

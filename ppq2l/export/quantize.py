@@ -26,7 +26,13 @@ from onnxruntime.quantization import (
 )
 
 from ppq2l.errors import ConfigError, DataError
-from ppq2l.export.metadata import attach_metadata, metadata_from_properties, write_inference_yml
+from ppq2l.export.metadata import (
+    DESCRIPTION_FILE,
+    MODEL_FILE,
+    attach_metadata,
+    read_model_description,
+    write_inference_yml,
+)
 from ppq2l.export.staging import staged_export
 from ppq2l.predict import Predictor
 
@@ -40,7 +46,6 @@ QUANTIZED_OPS = {"Conv", "MatMul", "Gemm"}
 # uint8 activations with int8 weights (U8S8): the pairing x86 VNNI instructions multiply directly;
 # int8 activations ran 2-3x slower than it on a VNNI CPU for a ResNet-50 Q2L (see the README)
 MAP_TIE_POINTS = 0.05
-MODEL_FILE, DESCRIPTION_FILE = "model.onnx", "inference.yml"
 HEAD_OPS = {"Add", "Sub", "Mul", "Div", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
             "Identity", "Cast"}
 
@@ -101,23 +106,32 @@ def spread_sample(items: Sequence, count: int) -> list:
     return [items[int(index)] for index in np.linspace(0, len(items) - 1, count).round()]
 
 
-class ImageBatches(CalibrationDataReader):
-    """onnxruntime's calibration reader over image files through a predictor's preprocessing."""
+def decode_batches(predictor: Predictor, paths: Sequence[Path], folder: Path,
+                   batch_size: int = 16) -> list[Path]:
+    """The calibration images through a predictor's preprocessing, once: one .npy file of a batch
+    each in `folder` (memory holds one batch; every calibration method reads them back)."""
+    files = []
+    for start in range(0, len(paths), batch_size):
+        chunk = list(paths[start:start + batch_size])
+        try:
+            batch = np.stack([predictor.preprocess(path) for path in chunk])
+        except (DataError, OSError) as error:
+            raise DataError(f"calibration image in {chunk[0].parent}: {error}") from None
+        files.append(folder / f"calibration_{len(files):06d}.npy")
+        np.save(files[-1], batch)
+    return files
 
-    def __init__(self, predictor: Predictor, paths: Sequence[Path], input_name: str,
-                 batch_size: int = 16) -> None:
-        self.predictor, self.paths, self.input_name = predictor, list(paths), input_name
-        self.batch_size = batch_size
+
+class ImageBatches(CalibrationDataReader):
+    """onnxruntime's calibration reader over the batches `decode_batches` wrote."""
+
+    def __init__(self, files: Sequence[Path], input_name: str) -> None:
+        self.files, self.input_name = list(files), input_name
         self._batches: Iterator[dict] | None = None
 
     def _generate(self) -> Iterator[dict]:
-        for start in range(0, len(self.paths), self.batch_size):
-            chunk = self.paths[start:start + self.batch_size]
-            try:
-                batch = np.stack([self.predictor.preprocess(path) for path in chunk])
-            except (DataError, OSError) as error:
-                raise DataError(f"calibration image in {chunk[0].parent}: {error}") from None
-            yield {self.input_name: batch}
+        for path in self.files:
+            yield {self.input_name: np.load(path)}
 
     def get_next(self) -> dict | None:
         if self._batches is None:
@@ -204,26 +218,34 @@ def working_folder(folder: Path) -> Iterator[None]:
         os.chdir(previous)
 
 
-def quantize_onnx(fp32_path: Path, int8_path: Path, reader: CalibrationDataReader, method: str,
-                  logger: logging.Logger) -> list[str]:
-    """Write the int8 QDQ model of `fp32_path` to `int8_path`, calibrated on `reader` with
-    `method`; returns the names of the nodes kept in float."""
-    with tempfile.TemporaryDirectory(prefix="ppq2l-quantize-") as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        prepare_for_quantization(fp32_path, prepared, logger)
-        model = onnx.load(str(prepared))
-        name_nodes(model)
-        keep = float_nodes(model)
-        logger.info("kept in float: %s", ", ".join(keep))
-        reader.rewind()
-        quantize_static(model, str(int8_path), reader, quant_format=QuantFormat.QDQ,
-                        per_channel=True, op_types_to_quantize=sorted(QUANTIZED_OPS),
-                        activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=keep,
-                        calibrate_method=METHODS[method],
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-                        calibration_cache_path=None)
-    return keep
+def prepare_model(fp32_path: Path, scratch: Path, logger: logging.Logger) -> tuple[Path, list[str]]:
+    """The graph every calibration method quantizes, prepared once into the folder `scratch`
+    (its nodes named), and the names of the nodes kept in float."""
+    prepared = scratch / "prepared.onnx"
+    prepare_for_quantization(fp32_path, prepared, logger)
+    model = onnx.load(str(prepared))
+    name_nodes(model)
+    keep = float_nodes(model)
+    logger.info("kept in float: %s", ", ".join(keep))
+    named = scratch / "named.onnx"
+    # a file, not the ModelProto: quantize_static moves the weights of a ModelProto it is given
+    # into its own temporary files, which a second method would then miss
+    onnx.save(model, str(named), save_as_external_data=True, location="named.onnx.data")
+    return named, keep
+
+
+def quantize_prepared(prepared: Path, keep: list[str], int8_path: Path,
+                      reader: CalibrationDataReader, method: str) -> None:
+    """Write the int8 QDQ model of the `prepared` graph to `int8_path`, calibrated on `reader`
+    with `method`, the nodes `keep` left in float."""
+    reader.rewind()
+    quantize_static(str(prepared), str(int8_path), reader, quant_format=QuantFormat.QDQ,
+                    per_channel=True, op_types_to_quantize=sorted(QUANTIZED_OPS),
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, nodes_to_exclude=keep,
+                    calibrate_method=METHODS[method],
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                    calibration_cache_path=None)
 
 
 # ------------------------------------------------------------------------------- the tool
@@ -250,32 +272,39 @@ def run_quantization(fp32_path: Path, save_dir: Path, lists: dict[str, tuple[Any
                      batch_size: int, num_workers: int, logger: logging.Logger) -> dict[str, Any]:
     """Calibrate, quantize, gate on the eval mAP and write `save_dir`; returns the report.
     `lists` maps "calibration" and "eval" to (list file, image root, option naming them)."""
-    session_metadata = onnx.load(str(fp32_path), load_external_data=False).metadata_props
-    metadata = metadata_from_properties({p.key: p.value for p in session_metadata}, str(fp32_path))
+    metadata = read_model_description(fp32_path)[1]
     calibration = read_image_list(*lists["calibration"][:2], "calibration", lists["calibration"][2])
     evaluation = read_image_list(*lists["eval"][:2], "eval", lists["eval"][2],
                                  class_num=int(metadata["class_num"]))
     calibration_paths = spread_sample(calibration.paths, num_calib)
     fp32 = Predictor(fp32_path, batch_size=batch_size, num_workers=num_workers)
-    reader = ImageBatches(fp32, calibration_paths, metadata["input_name"], batch_size)
     created = not save_dir.exists()
     save_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _quantize_into(fp32_path, save_dir, metadata, calibration, calibration_paths,
-                              evaluation, fp32, reader, method=method, max_map_drop=max_map_drop,
-                              force=force, batch_size=batch_size, num_workers=num_workers,
-                              logger=logger)
+        with tempfile.TemporaryDirectory(prefix="ppq2l-quantize-") as scratch:
+            return _quantize_into(fp32_path, save_dir, Path(scratch), metadata, calibration,
+                                  calibration_paths, evaluation, fp32, method=method,
+                                  max_map_drop=max_map_drop, force=force, batch_size=batch_size,
+                                  num_workers=num_workers, logger=logger)
     except BaseException:
         if created and not any(save_dir.iterdir()):
             save_dir.rmdir()  # a refused or failed run leaves no trace
         raise
 
 
-def _quantize_into(fp32_path: Path, save_dir: Path, metadata: dict, calibration: ImageList,
-                   calibration_paths: list[Path], evaluation: ImageList, fp32: Predictor,
-                   reader: ImageBatches, *, method: str, max_map_drop: float, force: bool,
+def _quantize_into(fp32_path: Path, save_dir: Path, scratch: Path, metadata: dict,
+                   calibration: ImageList, calibration_paths: list[Path], evaluation: ImageList,
+                   fp32: Predictor, *, method: str, max_map_drop: float, force: bool,
                    batch_size: int, num_workers: int, logger: logging.Logger) -> dict[str, Any]:
-    """The part of `run_quantization` that writes into `save_dir` (through a staging folder)."""
+    """The part of `run_quantization` that writes into `save_dir` (through a staging folder). The
+    graph is prepared and the calibration images are decoded once (in `scratch`), whatever the
+    number of calibration methods tried."""
+    began = time.perf_counter()
+    prepared, keep = prepare_model(fp32_path, scratch, logger)
+    prepare_seconds, began = time.perf_counter() - began, time.perf_counter()
+    reader = ImageBatches(decode_batches(fp32, calibration_paths, scratch, batch_size),
+                          metadata["input_name"])
+    decode_seconds = time.perf_counter() - began
     fp32_map, fp32_scores, fp32_seconds = scored_map(fp32, evaluation)
     logger.info("float model: mAP %.2f on %d images of %s", fp32_map, len(evaluation.paths),
                 evaluation.source)
@@ -284,7 +313,7 @@ def _quantize_into(fp32_path: Path, save_dir: Path, metadata: dict, calibration:
         for name in METHODS if method == "compare" else [method]:
             candidate = staging / f"candidate_{name}.onnx"
             began = time.perf_counter()
-            keep = quantize_onnx(fp32_path, candidate, reader, name, logger)
+            quantize_prepared(prepared, keep, candidate, reader, name)
             calibrate_seconds = time.perf_counter() - began
             int8 = Predictor(candidate, batch_size=batch_size, num_workers=num_workers)
             int8_map, int8_scores, int8_seconds = scored_map(int8, evaluation)
@@ -303,7 +332,8 @@ def _quantize_into(fp32_path: Path, save_dir: Path, metadata: dict, calibration:
                   "map_drop": drop, "max_map_drop": max_map_drop, "eval_list": evaluation.source,
                   "eval_images": len(evaluation.paths), "calibration_list": calibration.source,
                   "calibration_images": len(calibration_paths), "kept_in_float": keep,
-                  "fp32_eval_seconds": fp32_seconds}
+                  "fp32_eval_seconds": fp32_seconds, "prepare_seconds": prepare_seconds,
+                  "calibration_decode_seconds": decode_seconds}
         if drop > max_map_drop and not force:
             raise QuantizeRefused(
                 f"the int8 model ({chosen} calibration) has mAP {int8_map:.2f} against {fp32_map:.2f} "
@@ -313,14 +343,14 @@ def _quantize_into(fp32_path: Path, save_dir: Path, metadata: dict, calibration:
                 f"may help)")
         if drop > max_map_drop:
             logger.warning("writing the int8 model although it loses %.2f mAP points (--force)", drop)
-        model = onnx.load(str(staging / f"candidate_{chosen}.onnx"))
+        written = onnx.load(str(staging / f"candidate_{chosen}.onnx"))
         described = dict(metadata, precision="int8", quantization={
             "method": chosen, "format": "QDQ", "weights": "int8 per channel",
             "activations": "int8", "calibration_images": len(calibration_paths),
             "kept_in_float": keep, "fp32_map": round(fp32_map, 4), "int8_map": round(int8_map, 4),
             "eval_list": evaluation.source})
-        attach_metadata(model, described)
-        onnx.save(model, str(staging / MODEL_FILE))
+        attach_metadata(written, described)
+        onnx.save(written, str(staging / MODEL_FILE))
         for name in tried:
             (staging / f"candidate_{name}.onnx").unlink()
         write_inference_yml(staging / DESCRIPTION_FILE, described)

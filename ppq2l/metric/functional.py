@@ -216,9 +216,14 @@ def _precision_recall_f1(predicted: np.ndarray, positives: np.ndarray, suffix: s
     a prediction on an unknown label (not `known`) counts neither way."""
     if known is not None:
         predicted = predicted & known
-    predicted_count = _true_counts(predicted, axis=0)
-    correct_count = _true_counts(predicted & positives, axis=0)
-    positive_count = _true_counts(positives, axis=0)
+    return metrics_from_counts(_true_counts(predicted & positives, axis=0),
+                               _true_counts(predicted, axis=0), _true_counts(positives, axis=0), suffix)
+
+
+def metrics_from_counts(correct_count: np.ndarray, predicted_count: np.ndarray,
+                        positive_count: np.ndarray, suffix: str = "") -> dict[str, float]:
+    """CP, CR, CF1, OP, OR, OF1 in percent (see `threshold_metrics`) from the per-class counts of
+    correct predictions, predictions and positives."""
     has_positives = positive_count > 0
     if has_positives.any():
         class_precision = correct_count / np.maximum(predicted_count, 1)

@@ -104,10 +104,11 @@ def class_rows(table: tables.ClassTable, calibration: dict | None) -> list[list[
     return rows
 
 
-def confusion_section(folder: Path, data: Scores, inputs: ReportInputs, names: list[str],
-                      classes: list[int], note: str) -> str:
+def confusion_section(folder: Path, data: Scores, inputs: ReportInputs, table: tables.ClassTable,
+                      names: list[str], classes: list[int], note: str) -> str:
     """The heatmap of false positives per true class and the most frequent pairs as a table."""
-    counts, images = tables.confusion_counts(data.scores, data.targets, inputs.thresholds)
+    counts = tables.confusion_counts(data.scores, data.targets, inputs.thresholds)
+    images = table.counts.support
     with np.errstate(divide="ignore", invalid="ignore"):
         rates = np.where(images[:, None] > 0, counts / images[:, None], 0.0)
     plots.confusion_heatmap(rates[np.ix_(classes, classes)], [names[i] for i in classes],
@@ -160,7 +161,6 @@ def write_report(folder: str | Path, inputs: ReportInputs,
     logger = logger or logging.getLogger("ppq2l")
     folder, data = Path(folder), inputs.data
     names = class_names(data)
-    positives = np.asarray(data.targets) != 0
     table = tables.class_table(data.scores, data.targets, inputs.thresholds, names)
     write_text_atomic(folder / TABLE_FILE, per_class_csv(table))
     classes, note = plotted_classes(table)
@@ -168,9 +168,9 @@ def write_report(folder: str | Path, inputs: ReportInputs,
     plots.ap_bars([names[i] for i in classes], table.ap[classes], folder / FIGURES["ap"])
     curves = tables.pr_curves(data.scores, data.targets, table, classes)
     plots.pr_grid(curves, titles, folder / FIGURES["pr"])
-    plots.score_histograms(data.scores, positives, inputs.thresholds, classes, titles,
+    plots.score_histograms(data.scores, np.asarray(data.targets), inputs.thresholds, classes, titles,
                            folder / FIGURES["histograms"])
-    summary = tables.summary_metrics(data.scores, data.targets, table)
+    summary = tables.summary_metrics(table)
     metrics = [(key, value) for key, value in inputs.metrics.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)]
     summary_html = thresholds_note(inputs) + "<h3>At the thresholds in use</h3>" + \
@@ -191,14 +191,17 @@ def write_report(folder: str | Path, inputs: ReportInputs,
         ("histograms", "Score distributions", f"<p>{page.esc(note)}Grey: images without the class, "
          f"blue: with it (each normalised, log scale); red line: the threshold.</p>"
          + page.figure_img(FIGURES["histograms"], "score histograms")),
-        ("confusion", "Confusion view", confusion_section(folder, data, inputs, names, classes, note)),
+        ("confusion", "Confusion view", confusion_section(folder, data, inputs, table, names, classes, note)),
         ("errors", "Errors of the worst classes", errors_section(folder, data, inputs, table, names,
                                                                logger)),
     ]
+    unknown = int((np.asarray(data.targets) < 0).sum())
     meta = [f"{data.num_images} images, {len(names)} classes; data {data.source.get('list_file')} "
             f"({data.source.get('data')}); checkpoint {data.source.get('checkpoint')}",
             f"mAP {page.number(summary['mAP'])}, macro-F1 {page.number(summary['macro-F1'])}, "
-            f"micro-F1 {page.number(summary['micro-F1'])}" if not math.isnan(summary["mAP"]) else ""]
+            f"micro-F1 {page.number(summary['micro-F1'])}" if not math.isnan(summary["mAP"]) else "",
+            f"{unknown} of {np.asarray(data.targets).size} labels are unknown (-1): each class is judged "
+            f"on the images whose label for it is known" if unknown else ""]
     path = folder / REPORT_FILE
     write_text_atomic(path, page.page("Evaluation report", [line for line in meta if line], sections))
     logger.info("wrote the report %s", path)

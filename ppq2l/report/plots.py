@@ -100,18 +100,19 @@ def pr_grid(curves: Sequence[Curve], titles: Sequence[str], path: str | os.PathL
     return save_png(figure, path)
 
 
-def score_histograms(scores: np.ndarray, positives: np.ndarray, thresholds: np.ndarray,
+def score_histograms(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
                      classes: Sequence[int], titles: Sequence[str], path: str | os.PathLike) -> Path:
-    """Per class, the score distributions of its positives and negatives (each normalised, log
-    scale: negatives outnumber positives) and the threshold in use."""
+    """Per class, the score distributions of its positives (target 1) and negatives (0; unknown
+    labels, -1, in neither), each normalised, log scale (negatives outnumber positives), and the
+    threshold in use."""
     from matplotlib.ticker import LogLocator, NullLocator
 
     figure, axes = grid(len(classes))
     bins = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
     for ax, index, title in zip(axes, classes, titles):
-        column, mask = scores[:, index], positives[:, index]
-        for values, color, label in ((column[~mask], NEGATIVE, "negatives"),
-                                     (column[mask], POSITIVE, "positives")):
+        column, labels = scores[:, index], targets[:, index]
+        for values, color, label in ((column[labels == 0], NEGATIVE, "negatives"),
+                                     (column[labels > 0], POSITIVE, "positives")):
             if values.size:
                 ax.hist(values, bins=bins, density=True, histtype="step", color=color, label=label)
         ax.axvline(thresholds[index], color=POINT, linewidth=1.0)

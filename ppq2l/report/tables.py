@@ -1,6 +1,8 @@
 """The numbers of an evaluation report, from scores, targets and the thresholds in use: the
 per-class table, precision-recall curves, the multi-label confusion counts and the images behind
-the worst classes' errors. Numpy only; the figures and the page are drawn from these."""
+the worst classes' errors. Numpy only; the figures and the page are drawn from these. A label
+that is unknown (-1) counts nowhere: not in a class's AP, counts or curve, not as a false
+positive, not as an error example."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppq2l.calibration.search import Counts, SortedScores, check_scores, counts_at
-from ppq2l.metric.functional import average_precision, threshold_metrics
+from ppq2l.metric.functional import average_precision, metrics_from_counts
 
 CURVE_POINTS = 400  # points per drawn precision-recall curve; the curve itself has one per score
 COLUMNS = ("class", "ap", "precision", "recall", "f1", "threshold", "support", "predicted")
@@ -50,13 +52,15 @@ def class_table(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
     return ClassTable(names, ap, counts_at(scores, targets, thresholds), thresholds)
 
 
-def summary_metrics(scores: np.ndarray, targets: np.ndarray, table: ClassTable) -> dict[str, float]:
-    """mAP, macro/micro F1 and CP..OF1 at the thresholds in use, in percent."""
+def summary_metrics(table: ClassTable) -> dict[str, float]:
+    """mAP, macro/micro F1 and CP..OF1 at the thresholds in use, in percent, from the table's
+    AP and per-class counts."""
     valid = table.ap[~np.isnan(table.ap)]
     summary = table.counts.summary()
     return {"mAP": float(valid.mean()) if valid.size else float("nan"),
             "macro-F1": summary["macro_f1"] * 100.0, "micro-F1": summary["micro_f1"] * 100.0,
-            **threshold_metrics(scores, targets, table.thresholds)}
+            **metrics_from_counts(table.counts.true_positives, table.counts.predicted,
+                                  table.counts.support)}
 
 
 @dataclass
@@ -79,21 +83,21 @@ def pr_curves(scores: np.ndarray, targets: np.ndarray, table: ClassTable,
         if len(cuts) > CURVE_POINTS:
             cuts = cuts[np.unique(np.linspace(0, len(cuts) - 1, CURVE_POINTS).round().astype(int))]
         tp = ranked.tp[row, cuts]
-        support = max(int(ranked.support[row]), 1)
+        support = max(int(table.counts.support[index]), 1)
         precision, recall = table.counts.precision[index], table.counts.recall[index]
         point = None if np.isnan(precision) or np.isnan(recall) else (recall, precision)
         curves.append(Curve(tp / support, tp / k[cuts], point))
     return curves
 
 
-def confusion_counts(scores: np.ndarray, targets: np.ndarray,
-                     thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(counts [C, C], images per class [C]): counts[i, j] is the number of images showing class
-    i on which class j is predicted although it is not there (a false positive of j)."""
-    positives = np.asarray(targets) != 0
-    false_positive = (scores >= thresholds) & ~positives
-    counts = positives.T.astype(np.float32) @ false_positive.astype(np.float32)
-    return counts.round().astype(np.int64), positives.sum(axis=0)
+def confusion_counts(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Counts [C, C]: counts[i, j] is the number of images showing class i on which class j is
+    predicted although it is not there (a false positive of j). The images per class are the
+    class table's support."""
+    targets = np.asarray(targets)
+    false_positive = (scores >= thresholds) & (targets == 0)
+    counts = (targets > 0).T.astype(np.float32) @ false_positive.astype(np.float32)
+    return counts.round().astype(np.int64)
 
 
 @dataclass
@@ -109,10 +113,11 @@ def error_examples(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarr
                    names: list[str], index: int, count: int) -> tuple[list[Example], list[Example]]:
     """The `count` highest-scoring false positives and lowest-scoring false negatives of class
     `index` at its threshold."""
-    positives = np.asarray(targets) != 0
+    targets = np.asarray(targets)
+    positives = targets > 0
     column = scores[:, index].astype(np.float64)
     predicted = column >= thresholds[index]
-    false_positives = np.flatnonzero(predicted & ~positives[:, index])
+    false_positives = np.flatnonzero(predicted & (targets[:, index] == 0))
     false_negatives = np.flatnonzero(~predicted & positives[:, index])
     false_positives = false_positives[np.argsort(-column[false_positives], kind="stable")][:count]
     false_negatives = false_negatives[np.argsort(column[false_negatives], kind="stable")][:count]

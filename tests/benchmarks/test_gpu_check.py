@@ -1,6 +1,7 @@
 """benchmarks/gpu_check.sh in its CI-safe CPU mode (small sizes): it exports and checks parity,
 runs the deploy predictor and the CPU backends, writes its JSON and says what needs a GPU; and the
 GPU peak table answers by device name."""
+import argparse
 import importlib
 import json
 import os
@@ -45,6 +46,7 @@ def test_cpu_mode_runs_its_checks_and_says_what_needs_a_gpu(tmp_path):
     deploy = sections["deploy predictor"]
     assert deploy["providers"] == "CPUExecutionProvider" and deploy["torch_imported"] is False
     assert deploy["files"] == 3 and deploy["error_records"] == {} and deploy["images_per_second"] > 0
+    assert deploy["num_workers"] == min(8, os.cpu_count() or 1)
     if "CUDAExecutionProvider" in report["onnxruntime_providers"]:
         # onnxruntime-gpu as requirements.txt installs it: every library its CUDA provider needs
         # loads without torch once preloaded; only the driver (libcuda, absent without a GPU) may not
@@ -70,3 +72,47 @@ def test_peak_table_by_device_name(monkeypatch):
     assert gpu_check.peak_fp16("NVIDIA A100-SXM4-80GB")[0] == 312.0
     peak, note = gpu_check.peak_fp16("Tesla T4")
     assert peak is None and "unknown GPU 'Tesla T4'" in note
+
+
+def test_a_crashing_export_fails_its_precision_not_the_check(tmp_path, monkeypatch):
+    """Each export runs in a child process: a native crash (as a segmentation fault inside
+    onnxruntime was, on a GPU host) is one failed precision naming its signal, and the check goes on."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    gpu_check = importlib.import_module("gpu_check")
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\necho 'Fatal Python error: Segmentation fault' >&2\nkill -SEGV $$\n")
+    crashing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crashing))
+    args = argparse.Namespace(size=64, override=TINY_Q2L[1::2])
+    result = gpu_check.export_section("q2l_r101_448", args, tmp_path, gpu=False)
+    assert (tmp_path / "weights.pth").is_file()  # made in this process, before the child
+    assert result["fp32"]["error"].startswith("the fp32 export process ended with signal SIGSEGV")
+    assert "Segmentation fault" in result["fp32"]["error"]
+    assert result["error"].startswith("fp32 export: ")
+
+
+@pytest.mark.slow
+def test_settled_random_weights_fit_float16(monkeypatch):
+    """The GPU check's random ResNet-101 Query2Label overflows float16 as initialised (its float16
+    export was refused on an H200); with the normalisation statistics settled it stays in range."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    gpu_check = importlib.import_module("gpu_check")
+    import torch
+
+    from ppq2l.arch import build_model
+    from ppq2l.config import get_config
+
+    config = get_config(REPO / gpu_check.ZOO["q2l_r101_448"], ["Arch.backbone.pretrained=False"])
+    torch.manual_seed(0)
+    model = build_model(config["Arch"]).eval()
+    images = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+
+    def largest_feature() -> float:
+        with torch.no_grad():
+            return model.backbone(images).abs().max().item()
+
+    assert largest_feature() > 65504  # as initialised: beyond float16
+    gpu_check.settle_normalisation(model, [128, 128])
+    assert largest_feature() < 1000
+    with torch.no_grad():
+        assert torch.isfinite(model.half()(images.half())).all()

@@ -11,7 +11,6 @@ from ppq2l.calibration.scores_file import (
     Scores,
     encode_targets,
     load_scores,
-    require_known_labels,
     same_source,
     save_scores,
     scores_source,
@@ -186,16 +185,12 @@ def test_scores_round_trip_and_know_their_source(tmp_path):
     assert not same_source(loaded.source, {**data.source, "dataset": {"name": "E"}})
 
 
-def test_unknown_labels_are_kept_in_the_file_and_refused_by_calibration_and_report(tmp_path):
+def test_unknown_labels_are_kept_in_the_file(tmp_path):
     data = scores_example(tmp_path)
     data.targets = encode_targets(np.array([[1, 0, -1], [0.7, 0.2, 0], [-1, 1, 1], [0, 0, 0], [1, 1, 1]]))
     np.testing.assert_array_equal(data.targets[:3], [[1, 0, -1], [1, 0, 0], [-1, 1, 1]])
     loaded = load_scores(save_scores(tmp_path / "scores.npz", data), "Eval.scores")
     np.testing.assert_array_equal(loaded.targets, data.targets)  # -1 is not turned into a negative
-    with pytest.raises(DataError, match=r"^calibration: 2 of 15 labels in the scores of .*scores.npz are unknown"):
-        require_known_labels(loaded, "calibration")
-    known = scores_example(tmp_path)
-    assert require_known_labels(known, "Eval.report") is known
 
 
 @pytest.mark.parametrize("content, fragment", [

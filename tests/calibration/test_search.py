@@ -227,3 +227,64 @@ def test_scope_auto_takes_the_scope_with_the_better_held_out_macro_f1(offsets, e
         _, fit, _, _, fixed = fit_and_hold_out({"Global": {"seed": 0}}, {**settings, "scope": scope_name},
                                                data, None, None, None, None)
         assert fixed["scope"] == scope_name and list(fixed["held_out_macro_f1"]) == [scope_name]
+
+
+def masked_data(seed, ties=True):
+    """Scores with ties and exact zeros, 0/1 labels, and about a third of them unknown (-1)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.random((120, 5))
+    if ties:
+        scores = np.round(scores, 1)  # ties everywhere, and 0.0 scores
+    labels = (rng.random((120, 5)) < 0.35).astype(np.int8)
+    labels[rng.random((120, 5)) < 0.33] = -1
+    return scores, labels
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unknown_labels_are_left_out_of_every_curve(policy, seed):
+    """With unknown labels, each class's threshold and counts are those of its known images alone,
+    and the pooled threshold is that of every known (image, class) entry on one curve."""
+    scores, labels = masked_data(seed)
+    policy = parse_policy(policy)
+    fit = fit_thresholds(scores, labels, policy, min_positives=1)
+    for column in range(scores.shape[1]):
+        known = labels[:, column] >= 0
+        alone = fit_thresholds(scores[known, column:column + 1], labels[known, column:column + 1] == 1,
+                               policy, min_positives=1)
+        assert fit.thresholds[column] == alone.thresholds[0]
+        assert fit.reached[column] == alone.reached[0]
+        for field in ("true_positives", "predicted", "support"):
+            assert getattr(fit.counts, field)[column] == getattr(alone.counts, field)[0]
+    known = labels >= 0
+    pooled = fit_thresholds(scores[known][:, None], labels[known][:, None] == 1, policy, min_positives=1)
+    assert fit.global_threshold == pooled.thresholds[0]
+
+
+def test_counts_leave_unknown_labels_out():
+    scores, labels = masked_data(3, ties=False)
+    counts = counts_at(scores, labels, 0.5)
+    for column in range(scores.shape[1]):
+        known = labels[:, column] >= 0
+        predicted = scores[known, column] >= 0.5
+        positive = labels[known, column] == 1
+        assert counts.predicted[column] == predicted.sum()
+        assert counts.true_positives[column] == (predicted & positive).sum()
+        assert counts.support[column] == positive.sum()
+    # an unknown label is not a positive (int8 -1 is truthy as a bool)
+    assert counts.support.sum() == (labels == 1).sum()
+
+
+def test_a_class_with_every_label_unknown_takes_the_pooled_threshold():
+    scores, labels = masked_data(4)
+    labels[:, 2] = -1
+    fit = fit_thresholds(scores, labels, parse_policy("f1"), min_positives=1)
+    assert fit.fallback[2] and fit.thresholds[2] == fit.global_threshold
+    assert fit.counts.predicted[2] == 0 and fit.counts.support[2] == 0
+
+
+def test_cross_fitting_with_unknown_labels_counts_known_labels_once():
+    scores, labels = masked_data(5)
+    held_out = cross_fit(scores, labels, parse_policy("f1"), min_positives=1, folds=4)
+    assert (held_out.support == (labels == 1).sum(axis=0)).all()
+    assert (held_out.predicted <= (labels >= 0).sum(axis=0)).all()

@@ -186,3 +186,36 @@ def test_damaged_or_mismatched_shards_are_clear_errors(folder, shards, tmp_path)
         ShardedDataset(copy / "list.json", OPS, CLASS_NUM)
     with pytest.raises(ConfigError, match="already a ShardedDataset"):
         make_shards(config(folder, sharded(shards)), "Train", str(tmp_path / "again"))
+
+
+def test_an_image_gone_after_the_check_is_the_same_error_for_make_shards_and_the_list_dataset(
+        folder, tmp_path, monkeypatch):
+    from ppq2l.data import dataloader
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    build = dataloader.build_dataset
+
+    def build_then_lose_an_image(*args, **kwargs):
+        dataset = build(*args, **kwargs)  # the listed files are checked here
+        (copy / "img03.png").unlink(missing_ok=True)
+        return dataset
+
+    monkeypatch.setattr(dataloader, "build_dataset", build_then_lose_an_image)
+    message = f"cannot read image {copy / 'img03.png'} (line 4 of {copy / 'list.txt'}): No such file or directory"
+    with pytest.raises(DataError) as made:
+        make_shards(config(copy), "Train", str(tmp_path / "shards"), seed=None)
+    (copy / "img03.png").write_bytes((folder / "img03.png").read_bytes())
+    dataset = build_then_lose_an_image(config(copy)["DataLoader"]["Train"]["dataset"], CLASS_NUM, "dataset")
+    with pytest.raises(DataError) as read:
+        dataset.get(3)
+    assert str(made.value) == str(read.value) == message
+
+
+def test_locate_gives_the_shard_and_the_position_of_indices_and_arrays():
+    from ppq2l.data.shard_reader import locate
+
+    offsets = np.array([0, 5, 10, 13])
+    shard, position = locate(offsets, np.array([0, 4, 5, 9, 12]))
+    assert shard.tolist() == [0, 0, 1, 1, 2] and position.tolist() == [0, 4, 0, 4, 2]
+    assert tuple(int(value) for value in locate(offsets, 10)) == (2, 0)

@@ -130,6 +130,27 @@ def test_the_gate_refuses_and_leaves_the_folder_as_it_was(exported, tmp_path):
     assert (save_dir / "model.onnx").read_bytes() == b"an earlier model"
 
 
+def test_compare_prepares_the_graph_and_decodes_the_calibration_images_once(exported, tmp_path, monkeypatch):
+    import ppq2l.export.quantize as quantize
+
+    prepared, decoded = [], []
+    prepare = quantize.prepare_for_quantization
+    monkeypatch.setattr(quantize, "prepare_for_quantization",
+                        lambda *args: prepared.append(args[0]) or prepare(*args))
+    preprocess = ppq2l.Predictor.preprocess
+    monkeypatch.setattr(ppq2l.Predictor, "preprocess",
+                        lambda self, source: decoded.append(str(source)) or preprocess(self, source))
+    report = run_quantization(exported["fp32"] / "model.onnx", tmp_path / "int8", lists_of(exported),
+                              method="compare", num_calib=8, max_map_drop=100.0, force=False,
+                              batch_size=4, num_workers=1, logger=get_logger())
+    assert sorted(report["methods_tried"]) == ["Entropy", "MinMax", "Percentile"]
+    assert len(prepared) == 1
+    calibration = [name for name in decoded if "train2017" in name]
+    assert len(calibration) == report["calibration_images"] == 8
+    assert len(set(calibration)) == 8  # each calibration image decoded once for the three methods
+    assert onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node  # the chosen one is written
+
+
 def test_quantizing_without_calibration_data_names_what_is_missing(exported, tmp_path):
     base = ["--model_dir", exported["fp32"], "--save_dir", tmp_path / "int8"]
     result = run_tool("tools/quantize.py", *base, "--eval_list", exported["val"])
@@ -160,3 +181,20 @@ def test_the_method_with_the_best_map_is_chosen_and_near_ties_go_to_the_closest_
     assert choose_method(tried) == "Percentile"  # 0.03 points below: a tie, and closer scores
     assert choose_method(tried, tie_points=0.0) == "MinMax"
     assert choose_method({"Entropy": tried["Entropy"]}) == "Entropy"
+
+
+def test_the_int8_model_gets_a_triton_repository_with_float32_tensors(exported, tmp_path):
+    """An int8 (QDQ) model takes and gives float32: its Triton configs say TYPE_FP32 (the precision
+    "int8" used to be a KeyError traceback)."""
+    save_dir = tmp_path / "int8"
+    result = run_tool("tools/quantize.py", "--model_dir", exported["fp32"], "--save_dir", save_dir,
+                      "--calib_list", exported["train"], "--calib_root", exported["root"],
+                      "--eval_list", exported["val"], "--eval_root", exported["root"],
+                      "--num_calib", 8, "--max_map_drop", 100)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_tool("tools/export_triton.py", "--model_dir", save_dir, "--output", tmp_path / "repo")
+    assert result.returncode == 0, result.stderr[-3000:]
+    configs = {path.parent.name: path.read_text() for path in (tmp_path / "repo").glob("*/config.pbtxt")}
+    onnx_config = next(text for name, text in configs.items() if name.endswith("_onnx"))
+    assert "TYPE_FP32" in onnx_config and "TYPE_FP16" not in onnx_config
+    assert "int8" in result.stdout

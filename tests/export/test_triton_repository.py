@@ -192,6 +192,35 @@ def test_mistakes_are_one_error_line(repository, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_the_model_is_read_without_an_onnxruntime_session(repository, tmp_path, monkeypatch):
+    from ppq2l.export.triton.repository import read_exported_model
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("read_exported_model built an onnxruntime session")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", no_session)
+    path, metadata = read_exported_model(repository["model_dir"])
+    assert path == repository["model_dir"] / "model.onnx"
+    assert (metadata["input_name"], metadata["output_name"], metadata["class_num"]) == ("images", "scores", 12)
+    (tmp_path / "model.onnx").write_text("not a model", encoding="utf-8")
+    result = run_tool("tools/export_triton.py", "--model_dir", tmp_path, "--output", tmp_path / "r")
+    assert_user_error(result, f"cannot read {tmp_path / 'model.onnx'} as an ONNX model")
+
+
+def test_the_command_line_defaults_are_the_serving_options_defaults():
+    import dataclasses
+
+    from ppq2l.commands.export_triton import parse_arguments
+    from ppq2l.export.triton.model_config import ServingOptions
+
+    arguments = parse_arguments(["--model_dir", "m", "--output", "r"])
+    for field in dataclasses.fields(ServingOptions):
+        if field.init:
+            given = getattr(arguments, field.name)
+            assert (list(given) if field.name == "preferred_batch_sizes" else given) == \
+                (list(field.default) if field.name == "preferred_batch_sizes" else field.default), field.name
+
+
 def test_overwrite_replaces_the_repository(repository, tmp_path):
     target = tmp_path / "repo"
     export_triton_main(["--model_dir", str(repository["model_dir"]), "--output", str(target), "--name", "a"])

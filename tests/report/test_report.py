@@ -103,6 +103,19 @@ def test_the_summary_is_computed_at_the_thresholds_in_use(report):
     assert "Metric.Eval" in html and "<td>mAP</td><td>12.50</td>" in html
 
 
+def test_the_summary_comes_from_the_class_tables_counts():
+    rng = np.random.default_rng(3)
+    scores = rng.random((50, 5)).astype(np.float32)
+    targets = (rng.random((50, 5)) < 0.3).astype(np.int8)
+    targets[:, 4] = 0  # a class without positives
+    thresholds = np.array([0.5, 0.2, 0.8, 1.0, 0.4])  # class 3: nothing predicted
+    table = tables.class_table(scores, targets, thresholds, list("abcde"))
+    summary = tables.summary_metrics(table)
+    expected = threshold_metrics(scores, targets, thresholds)
+    assert {key: summary[key] for key in expected} == pytest.approx(expected)
+    assert summary["mAP"] == pytest.approx(float(np.nanmean(table.ap)))
+
+
 def test_error_examples_and_thumbnails(report):
     data, thresholds, html = report["data"], report["thresholds"], report["html"]
     names = data.class_names
@@ -128,13 +141,12 @@ def test_confusion_counts_false_positives_per_true_class():
     scores = rng.random((40, 4)).astype(np.float32)
     targets = (rng.random((40, 4)) < 0.4).astype(np.uint8)
     thresholds = np.array([0.5, 0.6, 0.4, 0.7])
-    counts, images = tables.confusion_counts(scores, targets, thresholds)
+    counts = tables.confusion_counts(scores, targets, thresholds)
     for present in range(4):
         for predicted in range(4):
             expected = sum(1 for row in range(40) if targets[row, present] and not
                            targets[row, predicted] and scores[row, predicted] >= thresholds[predicted])
             assert counts[present, predicted] == expected
-    assert images.tolist() == targets.sum(axis=0).tolist()
     assert np.all(np.diag(counts) == 0)
 
 
@@ -148,3 +160,54 @@ def test_pr_curve_and_operating_point():
     np.testing.assert_allclose(curve.precision, [1.0, 2 / 3, 3 / 4])
     assert curve.point == pytest.approx((2 / 3, 2 / 3))
     assert counts_at(scores, targets, np.array([0.5])).predicted.tolist() == [3]
+
+
+def partially_labelled(tiny_demo_root):
+    data = demo_scores(tiny_demo_root)
+    rng = np.random.default_rng(3)
+    data.targets = np.where(rng.random(data.targets.shape) < 0.3, -1, data.targets).astype(np.int8)
+    return data
+
+
+def test_unknown_labels_count_nowhere_in_the_tables(tiny_demo_root):
+    """Each class of a partially labelled set is judged on its known images: AP, counts and the
+    PR curve equal those of the known subset; an unknown label is no false positive, no error
+    example, and not among an example's labels."""
+    data = partially_labelled(tiny_demo_root)
+    scores, targets = data.scores, data.targets
+    thresholds = np.linspace(0.3, 0.7, scores.shape[1])
+    names = [f"c{index}" for index in range(scores.shape[1])]
+    table = tables.class_table(scores, targets, thresholds, names)
+    curves = tables.pr_curves(scores, targets, table, list(range(scores.shape[1])))
+    for index in range(scores.shape[1]):
+        known = targets[:, index] >= 0
+        column, labels = scores[known, index:index + 1], targets[known, index:index + 1]
+        alone = tables.class_table(column, labels, thresholds[index:index + 1], [names[index]])
+        np.testing.assert_equal(table.ap[index], alone.ap[0])
+        for field in ("true_positives", "predicted", "support"):
+            assert getattr(table.counts, field)[index] == getattr(alone.counts, field)[0]
+        if alone.counts.support[0]:
+            curve = tables.pr_curves(column, labels, alone, [0])[0]
+            np.testing.assert_array_equal(curves[index].recall, curve.recall)
+            np.testing.assert_array_equal(curves[index].precision, curve.precision)
+        false_positives, false_negatives = tables.error_examples(scores, targets, thresholds, names, index, 50)
+        assert all(targets[example.index, index] == 0 for example in false_positives)
+        assert all(targets[example.index, index] == 1 for example in false_negatives)
+        for example in false_positives + false_negatives:
+            assert example.labels == [names[j] for j in np.flatnonzero(targets[example.index] == 1)]
+    counts = tables.confusion_counts(scores, targets, thresholds)
+    for present in range(scores.shape[1]):
+        for predicted in range(scores.shape[1]):
+            expected = sum(1 for row in range(len(scores)) if targets[row, present] == 1
+                           and targets[row, predicted] == 0 and scores[row, predicted] >= thresholds[predicted])
+            assert counts[present, predicted] == expected
+
+
+def test_a_report_of_partially_labelled_scores_says_how_many_are_unknown(tiny_demo_root, tmp_path):
+    data = partially_labelled(tiny_demo_root)
+    thresholds = np.full(data.scores.shape[1], 0.5)
+    page = write_report(tmp_path, ReportInputs(data, thresholds, "0.5", None, {}))
+    unknown = int((data.targets < 0).sum())
+    assert f"{unknown} of {data.targets.size} labels are unknown (-1)" in page.read_text(encoding="utf-8")
+    rows = list(csv.DictReader((tmp_path / TABLE_FILE).open(encoding="utf-8")))
+    assert [int(row["support"]) for row in rows] == (data.targets == 1).sum(axis=0).tolist()

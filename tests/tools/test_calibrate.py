@@ -12,6 +12,9 @@ import pytest
 import torch
 
 from ppq2l.arch import build_model
+from ppq2l.calibration.policy import parse_policy
+from ppq2l.calibration.scores_file import load_scores, save_scores
+from ppq2l.calibration.search import fit_thresholds
 from ppq2l.calibration.thresholds_file import read_thresholds, write_thresholds
 from ppq2l.config import get_config
 from ppq2l.data.transforms import build_transforms
@@ -172,6 +175,38 @@ def test_calibrate_on_a_separate_dataset(run, evaluated, tmp_path):
         if not entry["fallback"]:
             assert (entry["fitted"]["precision"] >= 0.9) == entry["target_reached"], entry
     assert (output.parent / "scores_calibrate.npz").is_file()
+
+
+def test_calibrate_leaves_unknown_labels_out(run, evaluated, tmp_path):
+    """Scores of a partially labelled list: thresholds.json counts the unknown labels, and each
+    class's threshold is the one fitted on its known images alone."""
+    data = load_scores(run["out"] / "scores.npz", "Eval.scores")
+    rng = np.random.default_rng(0)
+    data.targets = np.where(rng.random(data.targets.shape) < 0.3, -1, data.targets).astype(np.int8)
+    partial = save_scores(tmp_path / "partial.npz", data)
+    output = tmp_path / "thresholds.json"
+    result = tool(run, "tools/calibrate.py", f"Calibrate.scores={partial}", f"Calibrate.output={output}",
+                  "Calibrate.scope=per_class", "Calibrate.min_positives=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    unknown = int((data.targets < 0).sum())
+    assert f"{unknown} of {data.targets.size} labels" in result.stderr
+    document = json.loads(output.read_text())
+    assert document["fitted_on"]["num_unknown_labels"] == document["held_out"]["num_unknown_labels"] == unknown
+    for column, entry in enumerate(document["classes"]):
+        known = data.targets[:, column] >= 0
+        alone = fit_thresholds(data.scores[known, column:column + 1], data.targets[known, column:column + 1],
+                               parse_policy("f1"), min_positives=1)
+        if not entry["fallback"]:
+            assert entry["threshold"] == alone.thresholds[0]
+        assert entry["fitted"]["support"] == int((data.targets[:, column] == 1).sum())
+
+
+def test_scores_without_one_known_label_are_one_error_line(run, evaluated, tmp_path):
+    data = load_scores(run["out"] / "scores.npz", "Eval.scores")
+    data.targets = np.full_like(data.targets, -1)
+    unknown = save_scores(tmp_path / "unknown.npz", data)
+    assert_user_error(tool(run, "tools/calibrate.py", f"Calibrate.scores={unknown}"),
+                      str(unknown), "every label", "is unknown (-1)")
 
 
 @pytest.mark.parametrize("overrides, fragments", [

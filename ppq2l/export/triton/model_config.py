@@ -12,7 +12,9 @@ from ppq2l.errors import ConfigError
 
 IMAGE_INPUT, LABELS_OUTPUT = "IMAGE", "LABELS"
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
-DATA_TYPES = {"fp32": "TYPE_FP32", "fp16": "TYPE_FP16"}
+# the type of the model's input and output tensors by its precision: an int8 model of
+# tools/quantize.py (QDQ) takes and gives float32 like the float model it came from
+DATA_TYPES = {"fp32": "TYPE_FP32", "fp16": "TYPE_FP16", "int8": "TYPE_FP32"}
 TRT_WORKSPACE_BYTES = 1 << 30
 
 

@@ -18,11 +18,10 @@ import numpy as np
 
 from ppq2l.data.transforms import build_transforms
 from ppq2l.errors import ConfigError, DataError
-from ppq2l.export.metadata import read_inference_yml
+from ppq2l.export.metadata import DESCRIPTION_FILE, read_inference_yml
 from ppq2l.postprocess import build_postprocess
 from ppq2l.predict import NON_FINITE
 
-DESCRIPTION_FILE = "inference.yml"
 BROKEN_MODEL_ADVICE = "the exported model is broken: re-export it from a good checkpoint"
 
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ppq2l.errors import ConfigError
-from ppq2l.export.metadata import metadata_from_properties, write_inference_yml
+from ppq2l.export.metadata import DESCRIPTION_FILE, MODEL_FILE, read_model_description, write_inference_yml
 from ppq2l.export.triton import model_config
 from ppq2l.export.triton.model_config import ServingOptions
 from ppq2l.utils.atomic_write import OutputError, describe_os_error, process_alive, write_text_atomic
-from ppq2l.utils.logger import get_logger
 
 VERSION = "1"
 MODEL_PY = '''"""Triton python-backend model `{name}` of a ppq2l repository (tools/export_triton.py).
@@ -32,18 +31,33 @@ from ppq2l.export.triton.python_models import {cls} as TritonPythonModel  # noqa
 
 
 def read_exported_model(model_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """The model.onnx of an export folder (or the file itself) and the description stored in it."""
-    from ppq2l.export.onnx_runtime import CPU, create_session, resolve_model_path  # onnxruntime
+    """The model.onnx of an export folder (or the file itself) and the description stored in it,
+    read from the file with onnx (no onnxruntime session is built)."""
+    from onnx import TensorProto
+
+    from ppq2l.export.onnx_runtime import resolve_model_path
 
     path = resolve_model_path(model_dir)
-    session = create_session(path, [CPU], None, get_logger())
-    metadata = metadata_from_properties(session.get_modelmeta().custom_metadata_map, str(path))
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if [item.name for item in inputs] != [metadata["input_name"]] or \
-            metadata["output_name"] not in [item.name for item in outputs]:
-        raise ConfigError(f"{path}: its inputs {[item.name for item in inputs]} and outputs "
-                          f"{[item.name for item in outputs]} do not match its description "
-                          f"({metadata['input_name']} -> {metadata['output_name']}); re-export it")
+    model, metadata = read_model_description(path)
+    weights = {initializer.name for initializer in model.graph.initializer}
+    inputs = [item.name for item in model.graph.input if item.name not in weights]
+    outputs = [item.name for item in model.graph.output]
+    if inputs != [metadata["input_name"]] or metadata["output_name"] not in outputs:
+        raise ConfigError(f"{path}: its inputs {inputs} and outputs {outputs} do not match its "
+                          f"description ({metadata['input_name']} -> {metadata['output_name']}); "
+                          f"re-export it")
+    if metadata["precision"] not in model_config.DATA_TYPES:
+        raise ConfigError(f"{path}: precision {metadata['precision']!r} has no Triton tensor type "
+                          f"(known: {', '.join(model_config.DATA_TYPES)}); re-export it")
+    expected = {"TYPE_FP32": TensorProto.FLOAT, "TYPE_FP16": TensorProto.FLOAT16}[
+        model_config.DATA_TYPES[metadata["precision"]]]
+    served = (metadata["input_name"], metadata["output_name"])
+    for item in (*model.graph.input, *model.graph.output):
+        found = item.type.tensor_type.elem_type
+        if item.name in served and found != expected:
+            raise ConfigError(f"{path}: tensor {item.name} is {TensorProto.DataType.Name(found)}, not "
+                              f"{TensorProto.DataType.Name(expected)} as its precision "
+                              f"{metadata['precision']!r} says; re-export it")
     return path, metadata
 
 
@@ -52,7 +66,7 @@ def model_files(path: Path, metadata: dict, options: ServingOptions) -> dict[str
     names = options.names
     files: dict[str, str | Path] = {
         f"{names['model']}/config.pbtxt": model_config.onnx_config(metadata, options),
-        f"{names['model']}/{VERSION}/model.onnx": path,
+        f"{names['model']}/{VERSION}/{MODEL_FILE}": path,
         f"{names['ensemble']}/config.pbtxt": model_config.ensemble_config(metadata, options),
         f"{names['preprocess']}/config.pbtxt": model_config.preprocess_config(metadata, options),
         f"{names['postprocess']}/config.pbtxt": model_config.postprocess_config(metadata, options),
@@ -98,7 +112,7 @@ def write_repository(model_dir: str | os.PathLike, output: str | os.PathLike,
             else:
                 write_text_atomic(target, content)
         for key in ("preprocess", "postprocess"):
-            write_inference_yml(build / options.names[key] / VERSION / "inference.yml", metadata)
+            write_inference_yml(build / options.names[key] / VERSION / DESCRIPTION_FILE, metadata)
         (build / options.names["ensemble"] / VERSION).mkdir(parents=True, exist_ok=True)
         replace_folder(build, output)
     except OSError as error:
