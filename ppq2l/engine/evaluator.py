@@ -155,6 +155,8 @@ def evaluate_from_config(config: dict) -> dict[str, Any]:
     metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
     eval_loss = build_eval_loss(config)
     check_unknown_labels(eval_loss, loader, "DataLoader.Eval.dataset")
+    if eval_loss is not None:
+        eval_loss.to(context.device)  # its buffers once, not copied every batch
     pointing = None
     if (config.get("Eval") or {}).get("pointing_game"):
         from ppq2l.explain.pointing_game import PointingGameRun, format_pointing_game

@@ -103,6 +103,9 @@ class Trainer:
         check_unknown_labels(self.loss_fn, self.train_loader, "DataLoader.Train.dataset")
         if self.eval_loader is not None:
             check_unknown_labels(self.eval_loss_fn, self.eval_loader, "DataLoader.Eval.dataset")
+        for loss_fn in (self.loss_fn, self.eval_loss_fn):  # their buffers (pos_weight, a selective
+            if loss_fn is not None:  # prior) on the device once instead of a copy every step
+                loss_fn.to(self.context.device)
         self.metrics = build_metrics((config.get("Metric") or {}).get("Eval"), where="Metric.Eval")
         self.main_key = main_metric_key(self.metrics)
         self.optimizer, self.lr_scheduler = build_optimizer(
