@@ -10,11 +10,25 @@ LOGGER_NAME = "ppq2l"
 _FORMAT = "[%(asctime)s] %(levelname)s %(message)s"
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """A console handler writing to whatever `sys.stderr` is when a record is logged, so a caller
+    that redirects or replaces stderr after the first message (a test's capture, an application
+    embedding ppq2l) gets the messages there, not into the stream of when the handler was made."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler assigns it; the current stderr is always used
+        pass
+
+
 def get_logger() -> logging.Logger:
     """The `ppq2l` logger, with a console handler attached once."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(handler, "_ppq2l_console", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderrHandler()
         handler.setFormatter(logging.Formatter(_FORMAT, "%H:%M:%S"))
         handler._ppq2l_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
