@@ -34,7 +34,7 @@ import torch
 from ppq2l.arch import build_model
 from ppq2l.config import get_config
 from ppq2l.engine.checkpoint import save_checkpoint
-from ppq2l.export.onnx_export import SigmoidScores, export_from_config
+from ppq2l.export.onnx_export import INPUT_NAME, OUTPUT_NAME, SigmoidScores, export_from_config
 from ppq2l.utils.atomic_write import write_text_atomic
 from ppq2l.utils.model_info import FLOPS_PER_MAC, forward_gmacs
 
@@ -206,7 +206,7 @@ def session_runner(path: str, providers: list, wanted: str, half: bool):
         raise RuntimeError(f"onnxruntime runs on {session.get_providers()}, not {wanted}{reason}")
 
     def run(images: np.ndarray) -> None:
-        session.run(["scores"], {"images": images.astype(np.float16) if half else images})
+        session.run([OUTPUT_NAME], {INPUT_NAME: images.astype(np.float16) if half else images})
 
     return run
 

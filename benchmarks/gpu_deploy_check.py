@@ -12,7 +12,6 @@ import sys
 sys.modules["torch"] = None  # type: ignore[assignment]  # any import of torch now fails: deploy is torch-free
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import ctypes  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -22,7 +21,7 @@ from pathlib import Path  # noqa: E402
 import onnxruntime  # noqa: E402
 
 from ppq2l.data.image_files import collect_image_files  # noqa: E402
-from ppq2l.export.onnx_runtime import CUDA, onnx_backend  # noqa: E402
+from ppq2l.export.onnx_runtime import CUDA, onnx_backend, preload_cuda_libraries  # noqa: E402
 from ppq2l.predict import Predictor  # noqa: E402
 
 # what the CUDA provider of onnxruntime-gpu 1.31 (a CUDA 13 build) links or opens; libcuda is the driver
@@ -34,11 +33,7 @@ def cuda_libraries() -> dict:
     """Which CUDA libraries this process can load after onnxruntime's preload, and whether the
     CUDA provider library itself loads (its first missing dependency otherwise). libcuda.so.1 is
     the driver: present only where a GPU driver is installed."""
-    preload = getattr(onnxruntime, "preload_dlls", None)
-    if preload is not None:
-        with contextlib.redirect_stdout(sys.stderr):
-            with contextlib.suppress(OSError, RuntimeError):
-                preload()
+    preload_cuda_libraries(logging.getLogger("gpu_deploy_check"))
     found, missing = [], {}
     for name in CUDA_LIBRARIES:
         try:
@@ -55,7 +50,7 @@ def cuda_libraries() -> dict:
             provider = "loads"
         except OSError as error:
             provider = str(error)
-    return {"preload_dlls": preload is not None, "found": found, "missing": missing,
+    return {"preload_dlls": hasattr(onnxruntime, "preload_dlls"), "found": found, "missing": missing,
             "cuda_provider_library": provider}
 
 

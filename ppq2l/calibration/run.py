@@ -224,14 +224,9 @@ def fit_and_hold_out(config: dict, settings: dict, evaluation: Scores, scorer: M
     return fitted_on, fit, held_out, method, {"scope": chosen, "held_out_macro_f1": macro_f1}
 
 
-def unknown_count(data: Scores) -> int:
-    """How many labels of `data` are unknown (-1): left out of the curves and the counts."""
-    return int((np.asarray(data.targets) < 0).sum())
-
-
 def with_known_labels(data: Scores) -> Scores:
     """`data`, unless every label in it is unknown: a DataError then (nothing to fit on)."""
-    if data.targets.size and unknown_count(data) == data.targets.size:
+    if data.targets.size and data.num_unknown_labels == data.targets.size:
         where = data.path or data.source.get("list_file") or data.source.get("data")
         raise DataError(f"every label in the scores of {where} is unknown (-1): thresholds need images "
                         f"with known labels")
@@ -247,9 +242,9 @@ def thresholds_document(fit: ThresholdFit, held_out: Counts, fitted_on: Scores, 
         "global_threshold": fit.global_threshold, "global_target_reached": fit.global_reached,
         "fitted_on": {key: fitted_on.source.get(key) for key in
                       ("data", "list_file", "checkpoint", "checkpoint_fingerprint")}
-        | {"num_images": fitted_on.num_images, "num_unknown_labels": unknown_count(fitted_on)},
+        | {"num_images": fitted_on.num_images, "num_unknown_labels": fitted_on.num_unknown_labels},
         "held_out": {"method": method, "seed": seed, "list_file": evaluation.source.get("list_file"),
-                     "num_images": evaluation.num_images, "num_unknown_labels": unknown_count(evaluation)},
+                     "num_images": evaluation.num_images, "num_unknown_labels": evaluation.num_unknown_labels},
         "summary": {"baseline": summary_of(counts_at(evaluation.scores, evaluation.targets, BASELINE)),
                     "fitted": summary_of(fit.counts), "held_out": summary_of(held_out)},
         "fallback_classes": [shown[i] for i in np.flatnonzero(fit.fallback)],
@@ -290,11 +285,11 @@ def calibrate_from_config(config: dict) -> dict[str, Any]:
     names = names or evaluation.class_names
     fitted_on, fit, held_out, method, scope = fit_and_hold_out(config, settings, evaluation, scorer,
                                                                output, names, logger)
-    for data in {id(fitted_on): fitted_on, id(evaluation): evaluation}.values():
-        if unknown_count(data):
+    for data in (fitted_on,) if fitted_on is evaluation else (fitted_on, evaluation):
+        if data.num_unknown_labels:
             logger.info("%d of %d labels of %s are unknown: each class's thresholds and counts use "
-                        "the images whose label for it is known", unknown_count(data), data.targets.size,
-                        data.source.get("list_file") or data.source.get("data"))
+                        "the images whose label for it is known", data.num_unknown_labels,
+                        data.targets.size, data.source.get("list_file") or data.source.get("data"))
     document = thresholds_document(fit, held_out, fitted_on, evaluation, method,
                                    int(config["Global"]["seed"]), names)
     document["scope"] = {"setting": settings["scope"], **scope}

@@ -42,6 +42,11 @@ class Scores:
         """N."""
         return int(self.scores.shape[0])
 
+    @property
+    def num_unknown_labels(self) -> int:
+        """How many labels are unknown (-1)."""
+        return int((np.asarray(self.targets) < 0).sum())
+
 
 def encode_targets(targets: Any) -> np.ndarray:
     """Targets as stored: int8, 1 where a label is >= 0.5, -1 where it is unknown (< 0), else 0."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ppq2l.calibration.policy import Policy
+from ppq2l.metric.functional import label_masks
 
 
 @dataclass
@@ -84,16 +85,6 @@ class ThresholdFit:
     min_positives: int
 
 
-def label_masks(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(positives, known) as bool masks of targets [N, C] that are a bool mask or numbers (> 0
-    positive, 0 negative, < 0 unknown); `known` is None when every label is known."""
-    targets = np.asarray(targets)
-    if targets.dtype == bool:
-        return targets, None
-    known = targets >= 0
-    return targets > 0, None if known.all() else known
-
-
 def check_scores(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Scores as float32 or float64 [N, C] in [0, 1], and the targets as (positives, known) bool
     masks (see label_masks); ValueError otherwise. float16 is widened exactly; integers become
@@ -129,10 +120,10 @@ class SortedScores:
         # ends[c, k]: cutting after position k separates no equal scores
         self.ends = np.ones(self.values.shape, dtype=bool)
         np.not_equal(self.values[:, :-1], self.values[:, 1:], out=self.ends[:, :-1])
-        self.known = known
+        self.known = np.full(len(keys), self.size) if known is None else np.asarray(known)
         # last[c]: the cut that accepts every known entry of class c (-1 when none is known)
-        self.last = np.full(len(keys), self.size - 1) if known is None else np.asarray(known) - 1
-        if known is not None:  # no cut beyond the known entries; cutting after the last is one
+        self.last = self.known - 1
+        if (self.known < self.size).any():  # no cut beyond the known entries; after the last is one
             self.ends &= np.arange(self.size) <= self.last[:, None]
             rows = np.flatnonzero(self.last >= 0)
             self.ends[rows, self.last[rows]] = True
@@ -160,8 +151,8 @@ class SortedScores:
     def pooled(self) -> SortedScores:
         """All classes as one curve. The rows are sorted already, and sorting their
         concatenation costs a fraction of sorting the scores afresh."""
-        known = None if self.known is None else np.array([self.known.sum()])
-        return SortedScores(np.sort(self.keys.ravel())[None, :], self.values.dtype, known)
+        return SortedScores(np.sort(self.keys.ravel())[None, :], self.values.dtype,
+                            np.array([self.known.sum()]))
 
     def cuts(self, policy: Policy) -> tuple[np.ndarray, np.ndarray]:
         """(index of the last accepted score, target reached) per class for `policy`."""
@@ -210,9 +201,8 @@ class SortedScores:
 
     def counts_at(self, thresholds: np.ndarray) -> Counts:
         """Counts per class when class c is predicted at scores >= thresholds[c]."""
-        predicted = (self.values >= thresholds[:, None]).sum(axis=1)
-        if self.known is not None:  # the unknown entries sort last: a threshold that takes one
-            predicted = np.minimum(predicted, self.known)  # has taken every known entry before
+        # the unknown entries sort last: a threshold that takes one has taken every known entry
+        predicted = np.minimum((self.values >= thresholds[:, None]).sum(axis=1), self.known)
         rows = np.arange(len(self.values))
         tp = np.where(predicted > 0, self.tp[rows, np.maximum(predicted - 1, 0)], 0)
         return Counts(tp, predicted, self.support.copy())

@@ -30,8 +30,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scores", required=True, help="a scores.npz of the training list (tools/eval.py)")
     parser.add_argument("--loss_index", type=int, default=0,
                         help="the Loss.Train entry the override names (default 0)")
-    parser.add_argument("--loss_name", default="AsymmetricLoss",
-                        help="its loss (AsymmetricLoss or BCEWithLogitsLoss; default AsymmetricLoss)")
+    parser.add_argument("--loss_name", default="AsymmetricLoss", choices=("AsymmetricLoss", "BCEWithLogitsLoss"),
+                        help="its loss (default AsymmetricLoss)")
     return parser.parse_args(argv)
 
 
@@ -49,9 +49,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     data = load_scores(args.scores, "--scores")
     prior = mean_prediction(data.scores)
+    from ppq2l.loss.unknown_labels import prior_from_counts
+
     targets = np.asarray(data.targets)
-    known = (targets >= 0).sum(axis=0)
-    shares = np.where(known > 0, (targets == 1).sum(axis=0) / np.maximum(known, 1), np.nan)
+    shares = prior_from_counts((targets == 1).sum(axis=0), (targets == 0).sum(axis=0)).numpy()
     names = data.class_names or [str(index) for index in range(len(prior))]
     log = get_logger()
     log.info("prior of %d classes over %d images of %s (mean predicted probability; share of positives "
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     values = [round(float(value), DIGITS) for value in prior]
     key = f"Loss.Train.{args.loss_index}.{args.loss_name}"
     print(f"-o {key}.unknown=selective -o \"{key}.selective={{prior: {json.dumps(values)}}}\"")
-    return {"prior": values, "label_shares": [None if np.isnan(share) else float(share) for share in shares]}
+    return {"prior": values, "label_shares": shares.tolist()}
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

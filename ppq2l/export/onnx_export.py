@@ -210,15 +210,11 @@ def parity_session(path: str | os.PathLike, on_gpu: bool):
     one) on onnxruntime's CUDA provider where this onnxruntime has it, since its CPU float16
     kernels are slow and have crashed the whole process on a GPU host (a segmentation fault in a
     worker thread); a float32 export on the CPU."""
-    import onnxruntime
+    from ppq2l.export.onnx_runtime import choose_providers, create_session
 
-    from ppq2l.export.onnx_runtime import CPU, CUDA, preload_cuda_libraries
-
-    providers = [CPU]
-    if on_gpu and CUDA in onnxruntime.get_available_providers():
-        preload_cuda_libraries(logging.getLogger(__name__))
-        providers = [CUDA, CPU]
-    return onnxruntime.InferenceSession(str(path), providers=providers)
+    logger = logging.getLogger(__name__)
+    path = Path(path)
+    return create_session(path, choose_providers(on_gpu, False, False, path.parent, logger), None, logger)
 
 
 def export_from_config(config: dict) -> dict[str, Any]:

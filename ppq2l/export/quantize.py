@@ -25,6 +25,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from ppq2l.data.text_files import read_utf8_text
 from ppq2l.errors import ConfigError, DataError
 from ppq2l.export.metadata import (
     DESCRIPTION_FILE,
@@ -35,6 +36,7 @@ from ppq2l.export.metadata import (
 )
 from ppq2l.export.staging import staged_export
 from ppq2l.predict import Predictor
+from ppq2l.utils.atomic_write import prepare_output_dir
 
 METHODS = {"MinMax": CalibrationMethod.MinMax, "Entropy": CalibrationMethod.Entropy,
            "Percentile": CalibrationMethod.Percentile}
@@ -85,7 +87,7 @@ def read_image_list(list_path: str | os.PathLike | None, image_root: str | os.Pa
             raise DataError(f"{option}: the list file {list_path} does not exist")
         # a row is the image path, with or without its labels after a TAB
         names = [line.split("\t")[0].strip()
-                 for line in list_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                 for line in read_utf8_text(list_path, "list file").splitlines() if line.strip()]
         labels = None
         if not names:
             raise DataError(f"{option}: the list file {list_path} lists no images")
@@ -277,10 +279,10 @@ def run_quantization(fp32_path: Path, save_dir: Path, lists: dict[str, tuple[Any
     evaluation = read_image_list(*lists["eval"][:2], "eval", lists["eval"][2],
                                  class_num=int(metadata["class_num"]))
     calibration_paths = spread_sample(calibration.paths, num_calib)
-    fp32 = Predictor(fp32_path, batch_size=batch_size, num_workers=num_workers)
     created = not save_dir.exists()
-    save_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(save_dir, "--save_dir")  # a file, a path under a file, read-only: one error line
     try:
+        fp32 = Predictor(fp32_path, batch_size=batch_size, num_workers=num_workers)
         with tempfile.TemporaryDirectory(prefix="ppq2l-quantize-") as scratch:
             return _quantize_into(fp32_path, save_dir, Path(scratch), metadata, calibration,
                                   calibration_paths, evaluation, fp32, method=method,
@@ -346,7 +348,7 @@ def _quantize_into(fp32_path: Path, save_dir: Path, scratch: Path, metadata: dic
         written = onnx.load(str(staging / f"candidate_{chosen}.onnx"))
         described = dict(metadata, precision="int8", quantization={
             "method": chosen, "format": "QDQ", "weights": "int8 per channel",
-            "activations": "int8", "calibration_images": len(calibration_paths),
+            "activations": "uint8", "calibration_images": len(calibration_paths),
             "kept_in_float": keep, "fp32_map": round(fp32_map, 4), "int8_map": round(int8_map, 4),
             "eval_list": evaluation.source})
         attach_metadata(written, described)

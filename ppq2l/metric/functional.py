@@ -47,8 +47,15 @@ def _validated(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.
         if scores.dtype == np.float16:
             # Widening is exact (ties are kept) and float32 sorts much faster.
             scores = scores.astype(np.float32)
+    return (scores, *label_masks(targets))
+
+
+def label_masks(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(positives, known) boolean masks of targets [N, C] that are a boolean mask or 0/1 with -1
+    for unknown; `known` is None when no label is unknown. ValueError for any other value."""
+    targets = np.asarray(targets)
     if targets.dtype.kind == "b":
-        return scores, targets, None
+        return targets, None
     positives = targets == 1
     unknown = targets == -1
     not_valid = ~positives & ~unknown & (targets != 0)
@@ -56,7 +63,7 @@ def _validated(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.
         row, column = np.argwhere(not_valid)[0]
         raise ValueError(f"targets must be 0/1 (multi-hot) or -1 (unknown), found "
                          f"{targets[row, column].item()!r} at sample {row}, class {column}")
-    return scores, positives, ~unknown if unknown.any() else None
+    return positives, ~unknown if unknown.any() else None
 
 
 def _true_counts(mask: np.ndarray, axis: int) -> np.ndarray:

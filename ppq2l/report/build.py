@@ -195,7 +195,7 @@ def write_report(folder: str | Path, inputs: ReportInputs,
         ("errors", "Errors of the worst classes", errors_section(folder, data, inputs, table, names,
                                                                logger)),
     ]
-    unknown = int((np.asarray(data.targets) < 0).sum())
+    unknown = data.num_unknown_labels
     meta = [f"{data.num_images} images, {len(names)} classes; data {data.source.get('list_file')} "
             f"({data.source.get('data')}); checkpoint {data.source.get('checkpoint')}",
             f"mAP {page.number(summary['mAP'])}, macro-F1 {page.number(summary['macro-F1'])}, "

@@ -16,7 +16,7 @@ from ppq2l.errors import ConfigError
 from ppq2l.export.quantize import QuantizeRefused, float_nodes, run_quantization, spread_sample
 from ppq2l.utils.logger import get_logger
 
-from conftest import DEMO_CONFIG, run_tool, tiny_overrides
+from conftest import DEMO_CONFIG, assert_user_error, run_tool, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +198,13 @@ def test_the_int8_model_gets_a_triton_repository_with_float32_tensors(exported, 
     onnx_config = next(text for name, text in configs.items() if name.endswith("_onnx"))
     assert "TYPE_FP32" in onnx_config and "TYPE_FP16" not in onnx_config
     assert "int8" in result.stdout
+
+
+def test_a_save_dir_that_is_a_file_is_one_error_line(exported, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    result = run_tool("tools/quantize.py", "--model_dir", exported["fp32"], "--save_dir", taken,
+                      "--calib_list", exported["train"], "--calib_root", exported["root"],
+                      "--eval_list", exported["val"], "--eval_root", exported["root"], "--num_calib", 8)
+    assert_user_error(result, "--save_dir", str(taken))
+    assert taken.read_text() == "a file"
