@@ -192,6 +192,7 @@ def test_calibrate_leaves_unknown_labels_out(run, evaluated, tmp_path):
     assert f"{unknown} of {data.targets.size} labels" in result.stderr
     document = json.loads(output.read_text())
     assert document["fitted_on"]["num_unknown_labels"] == document["held_out"]["num_unknown_labels"] == unknown
+    assert any(not entry["fallback"] for entry in document["classes"])  # some thresholds are compared below
     for column, entry in enumerate(document["classes"]):
         known = data.targets[:, column] >= 0
         alone = fit_thresholds(data.scores[known, column:column + 1], data.targets[known, column:column + 1],
